@@ -17,7 +17,8 @@
 //   - Set with overwrite=false is an atomic insert-if-absent: exactly one of
 //     several concurrent callers (in this or another process sharing the
 //     backend) gets inserted=true; the others get inserted=false and the
-//     stored value is unchanged. Set with overwrite=true replaces the value.
+//     stored value is unchanged. Set with overwrite=true replaces the value
+//     (or creates it) and always reports inserted=true, as upstream does.
 //   - A write is atomic: a reader sees the old value or the new one, never a
 //     mix. When Set or Delete returns nil, the change is durable (fsynced for
 //     the file backends, committed for the database backends).
@@ -78,8 +79,8 @@ type Store interface {
 
 // ValidateKey checks ns and key against the contract's charset.
 func ValidateKey(ns, key string) error {
-	if ns == "" || strings.Contains(ns, "/") || !validChars(ns) {
-		return fmt.Errorf("%w: namespace %q", ErrInvalidKey, ns)
+	if err := ValidateNamespace(ns); err != nil {
+		return err
 	}
 	if key == "" || !validChars(key) || key == "." || key == ".." ||
 		strings.HasPrefix(key, "/") || strings.HasPrefix(key, "../") ||

@@ -1,0 +1,207 @@
+package kbs
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-trustee/go-trustee/as"
+	"github.com/go-trustee/go-trustee/protocol"
+)
+
+// decodeJSON decodes one JSON value and rejects trailing data.
+func decodeJSON(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after JSON value")
+	}
+	return nil
+}
+
+func (s *Server) setSessionCookie(w http.ResponseWriter, id string, expires time.Time) {
+	// As upstream (actix Cookie): name, value and Expires only.
+	w.Header().Add("Set-Cookie", protocol.CookieName+"="+id+"; Expires="+expires.UTC().Format(http.TimeFormat))
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return newError(KindSerdeError, err, "encoding response")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+	return nil
+}
+
+func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request, body []byte) (err error) {
+	s.metrics.authRequests.Inc()
+	defer func() {
+		if err != nil {
+			s.metrics.authErrors.Inc()
+		} else {
+			s.metrics.authSuccesses.Inc()
+		}
+	}()
+	if s.as == nil {
+		return newError(KindAttestationError, nil, "Attestation error: this KBS has no attestation service (type %s); present a token from your attestation service as Bearer", s.cfg.AttestationService.Type)
+	}
+	var req protocol.Request
+	if err := decodeJSON(body, &req); err != nil {
+		return newError(KindSerdeError, err, "Serde Json Error")
+	}
+	if req.Version != protocol.Version {
+		return newError(KindAttestationError, nil, "Attestation error: RCAR handshake Auth failed: KBS Client Protocol Version Mismatch: expect =%s while the request is %s", protocol.Version, req.Version)
+	}
+	extra, err := s.as.GenerateSupplementalChallenge(r.Context(), req.Tee, string(req.ExtraParams))
+	if err != nil {
+		return newError(KindAttestationError, err, "Attestation error: RCAR handshake Auth failed")
+	}
+	var nonce [32]byte
+	if _, err := io.ReadFull(s.rand, nonce[:]); err != nil {
+		return newError(KindInternal, err, "generating nonce")
+	}
+	ch := protocol.Challenge{Nonce: base64.StdEncoding.EncodeToString(nonce[:]), ExtraParams: protocol.EmptyExtraParams}
+	if extra != "" {
+		// Only the se TEE has a supplemental challenge: it replaces the nonce
+		// and selects SHA-512, as upstream.
+		ch.Nonce = extra
+		ch.ExtraParams = json.RawMessage(`{"selected-hash-algorithm":"sha512"}`)
+	}
+	sess, err := s.sessions.create(r.Context(), req, ch)
+	if err != nil {
+		return newError(KindInternal, err, "creating session")
+	}
+	s.setSessionCookie(w, sess.ID, sess.Timeout)
+	return writeJSON(w, ch)
+}
+
+func (s *Server) sessionFromCookie(r *http.Request) (string, *sessionRecord, error) {
+	c, err := r.Cookie(protocol.CookieName)
+	if err != nil {
+		return "", nil, errSessionNotFound
+	}
+	rec, err := s.sessions.get(r.Context(), c.Value)
+	if err != nil {
+		return "", nil, err
+	}
+	return c.Value, rec, nil
+}
+
+func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request, log *slog.Logger, body []byte) (err error) {
+	s.metrics.attestationRequests.Inc()
+	if s.as == nil {
+		s.metrics.attestationErrors.Inc()
+		return newError(KindAttestationError, nil, "Attestation error: this KBS has no attestation service (type %s)", s.cfg.AttestationService.Type)
+	}
+	if _, err := r.Cookie(protocol.CookieName); err != nil {
+		s.metrics.attestationErrors.Inc()
+		return newError(KindAttestationError, nil, "Attestation error: cookie %s not found", protocol.CookieName)
+	}
+	id, rec, err := s.sessionFromCookie(r)
+	if err != nil {
+		s.metrics.attestationErrors.Inc()
+		if errors.Is(err, errSessionNotFound) {
+			return newError(KindAttestationError, nil, "Attestation error: session not found or expired")
+		}
+		return newError(KindInternal, err, "reading session")
+	}
+	if rec.Attested != nil {
+		// Re-attesting an attested session returns its token, as upstream.
+		s.setSessionCookie(w, id, rec.Attested.Timeout)
+		return writeJSON(w, protocol.AttestationResponse{Token: rec.Attested.Token})
+	}
+	sess := rec.Authed
+	tee := sess.Request.Tee
+	defer func() {
+		if err != nil {
+			s.metrics.attestationFailures.WithLabelValues(string(tee)).Inc()
+			s.audit.Info("attestation", "event", "attest", "outcome", "failure", "request_id", requestID(r.Context()),
+				"tee", string(tee), "session", sessionTag(id), "reason", errDetail(err))
+		}
+	}()
+
+	var att protocol.Attestation
+	if err := decodeJSON(body, &att); err != nil {
+		return newError(KindSerdeError, err, "Serde Json Error: attestation request")
+	}
+	if att.RuntimeData.Nonce != sess.Challenge.Nonce {
+		return newError(KindAttestationError, nil, "Attestation error: runtime-data nonce does not match the session challenge")
+	}
+	if len(att.TeeEvidence.PrimaryEvidence) == 0 || bytes.Equal(att.TeeEvidence.PrimaryEvidence, []byte("null")) {
+		return newError(KindAttestationError, nil, "Attestation error: tee-evidence.primary_evidence is missing")
+	}
+	hashAlg, err := protocol.SelectedHashAlgorithm(sess.Challenge.ExtraParams)
+	if err != nil {
+		return newError(KindAttestationError, err, "Attestation error: challenge hash algorithm")
+	}
+	var initData *as.InitData
+	if att.InitData != nil {
+		if att.InitData.Format != "toml" {
+			return newError(KindAttestationError, nil, "Attestation error: init-data format %q is not supported (want \"toml\")", att.InitData.Format)
+		}
+		initData = &as.InitData{TOML: att.InitData.Body}
+	}
+	primaryRD, err := json.Marshal(protocol.PrimaryRuntimeData{
+		AdditionalEvidence: att.TeeEvidence.AdditionalEvidence, Nonce: att.RuntimeData.Nonce, TeePubKey: att.RuntimeData.TeePubKey})
+	if err != nil {
+		return newError(KindSerdeError, err, "encoding runtime data")
+	}
+	reqs := []as.VerificationRequest{{
+		Tee: tee, Evidence: att.TeeEvidence.PrimaryEvidence, HashAlgorithm: hashAlg,
+		RuntimeData: &as.RuntimeData{Structured: primaryRD}, InitData: initData,
+	}}
+	if ae := att.TeeEvidence.AdditionalEvidence; ae != "" {
+		var devices map[protocol.Tee]json.RawMessage
+		if err := json.Unmarshal([]byte(ae), &devices); err != nil {
+			return newError(KindAttestationError, err, "Attestation error: additional evidence is not a map of TEE to evidence")
+		}
+		deviceRD, err := json.Marshal(protocol.DeviceRuntimeData{Nonce: att.RuntimeData.Nonce, TeePubKey: att.RuntimeData.TeePubKey})
+		if err != nil {
+			return newError(KindSerdeError, err, "encoding runtime data")
+		}
+		for dt, ev := range devices {
+			reqs = append(reqs, as.VerificationRequest{Tee: dt, Evidence: ev, HashAlgorithm: hashAlg,
+				RuntimeData: &as.RuntimeData{Structured: deviceRD}})
+		}
+	}
+	tok, err := s.as.Evaluate(r.Context(), reqs, []string{"default"})
+	if err != nil {
+		return newError(KindAttestationError, err, "Attestation error: verifying evidence")
+	}
+	if err := s.sessions.attested(r.Context(), id, tok, sess.Timeout); err != nil {
+		return newError(KindInternal, err, "storing session")
+	}
+	s.metrics.attestationSuccesses.WithLabelValues(string(tee)).Inc()
+	s.audit.Info("attestation", "event", "attest", "outcome", "success", "request_id", requestID(r.Context()),
+		"tee", string(tee), "session", sessionTag(id), "token_sha256", digest(tok))
+	s.setSessionCookie(w, id, sess.Timeout)
+	return writeJSON(w, protocol.AttestationResponse{Token: tok})
+}
+
+func requestID(ctx context.Context) string {
+	v, _ := ctx.Value(ctxKeyRequestID{}).(string)
+	return v
+}
+
+// sessionTag identifies a session in logs without revealing the cookie
+// value (which is a bearer credential while the session lives).
+func sessionTag(id string) string { return digest(id)[:16] }
+
+func errDetail(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Detail
+	}
+	return fmt.Sprint(err)
+}

@@ -1,0 +1,408 @@
+package kbs
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/go-trustee/go-trustee/admin"
+	"github.com/go-trustee/go-trustee/as"
+	"github.com/go-trustee/go-trustee/protocol"
+	"github.com/go-trustee/go-trustee/resourcepolicy"
+	"github.com/go-trustee/go-trustee/storage"
+	"github.com/go-trustee/go-trustee/storage/backends"
+	"github.com/go-trustee/go-trustee/token"
+	"github.com/go-trustee/go-trustee/verifier"
+)
+
+// Version is reported in kbs_build_info and logs.
+var Version = "0.1.0"
+
+// Options carries what a Server takes from its environment. Zero values
+// are production defaults.
+type Options struct {
+	Logger *slog.Logger
+	// AuditLogger receives one record per attestation, release, deny and
+	// admin change. Nil: Logger, with the attribute audit=true.
+	AuditLogger *slog.Logger
+	Now         func() time.Time
+	Rand        io.Reader
+	// Verifiers overrides the TEE verifiers of the built-in AS.
+	Verifiers  *verifier.Registry
+	HTTPClient *http.Client
+	// Store, when set, is used instead of opening [storage_backend] (tests,
+	// embedding). The Server does not close it.
+	Store storage.Store
+}
+
+// Server is a KBS. Build it with New; serve it with Run or Handler.
+type Server struct {
+	cfg      *Config
+	log      *slog.Logger
+	audit    *slog.Logger
+	now      func() time.Time
+	rand     io.Reader
+	store    storage.Store
+	closers  []func() error
+	sessions *sessions
+	as       *as.Service
+	tokens   tokenVerifier
+	admin    *admin.Authorizer
+	policy   *resourcepolicy.Engine
+	plugins  map[string]plugin
+	metrics  *metrics
+	payload  int64
+	reqSeq   atomic.Uint64
+}
+
+// tokenVerifier is what the resource path needs of package token.
+type tokenVerifier interface {
+	Verify(ctx context.Context, raw string) (map[string]any, error)
+	TeePubKey(claims map[string]any) (protocol.TeePubKey, error)
+}
+
+// newTokenVerifier trusts, besides the configured trust material, the
+// signing keys of the built-in Attestation Service: a token this process
+// issued needs no certificate chain to be believed.
+func newTokenVerifier(ctx context.Context, cfg token.Config, builtin []crypto.PublicKey, opts token.Options) (tokenVerifier, error) {
+	opts.TrustedKeys = builtin
+	return token.NewVerifier(ctx, cfg, opts)
+}
+
+// New builds a Server from a loaded configuration. It opens the stores,
+// starts the built-in Attestation Service, loads the token trust material
+// and the admin identity providers; a misconfigured Server never exists.
+func New(ctx context.Context, cfg *Config, opts Options) (s *Server, err error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: nil configuration", ErrConfig)
+	}
+	s = &Server{cfg: cfg, log: opts.Logger, audit: opts.AuditLogger, now: opts.Now, rand: opts.Rand}
+	if s.log == nil {
+		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	if s.audit == nil {
+		s.audit = s.log.With("audit", true)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	s.payload = int64(cfg.HTTPServer.PayloadRequestSize) << 20
+	s.metrics = newMetrics(Version)
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	s.store = opts.Store
+	if s.store == nil {
+		if s.store, err = backends.Open(ctx, cfg.StorageBackend); err != nil {
+			return nil, fmt.Errorf("opening storage backend: %w", err)
+		}
+		s.closers = append(s.closers, s.store.Close)
+	}
+	sessStore := s.store
+	if cfg.SessionStorageType != "" && opts.Store == nil {
+		same, err := sameType(cfg.SessionStorageType, cfg.StorageBackend.StorageType)
+		if err != nil {
+			return nil, fmt.Errorf("%w: session_storage_type: %v", ErrConfig, err)
+		}
+		if !same {
+			if sessStore, err = backends.OpenType(ctx, cfg.SessionStorageType, cfg.StorageBackend); err != nil {
+				return nil, fmt.Errorf("opening session storage: %w", err)
+			}
+			s.closers = append(s.closers, sessStore.Close)
+		}
+	}
+	s.sessions = &sessions{kv: sessStore, now: s.now, rand: s.rand, timeout: time.Duration(cfg.AttestationService.Timeout) * time.Minute, log: s.log}
+
+	var trusted []crypto.PublicKey
+	switch cfg.AttestationService.Type {
+	case ASTypeBuiltin:
+		asStore := s.store
+		if t := cfg.AttestationService.StorageType; t != "" && opts.Store == nil {
+			same, err := sameType(t, cfg.StorageBackend.StorageType)
+			if err != nil {
+				return nil, fmt.Errorf("%w: attestation_service storage_type: %v", ErrConfig, err)
+			}
+			if !same {
+				if asStore, err = backends.OpenType(ctx, t, cfg.StorageBackend); err != nil {
+					return nil, fmt.Errorf("opening attestation service storage: %w", err)
+				}
+				s.closers = append(s.closers, asStore.Close)
+			}
+		}
+		s.as, err = as.New(ctx, cfg.AttestationService.Config, as.Options{Store: asStore, Verifiers: opts.Verifiers, Now: s.now, Rand: s.rand, Logger: s.log.With("component", "as")})
+		if err != nil {
+			return nil, fmt.Errorf("starting attestation service: %w", err)
+		}
+		if trusted, err = jwksKeys(s.as.JWKS()); err != nil {
+			return nil, fmt.Errorf("reading attestation service key: %w", err)
+		}
+	case ASTypeGRPC, ASTypeIntelTA:
+		// Passport mode only: this KBS verifies tokens issued elsewhere and
+		// serves resources; /auth and /attest answer with a clear error.
+		s.log.Warn("attestation service type not built into this KBS: /kbs/v0/auth and /kbs/v0/attest are disabled, Bearer tokens are still served", "type", cfg.AttestationService.Type)
+	}
+
+	tv, err := newTokenVerifier(ctx, cfg.AttestationToken, trusted, token.Options{HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "token")})
+	if err != nil {
+		return nil, fmt.Errorf("loading attestation token trust: %w", err)
+	}
+	s.tokens = tv
+
+	if s.admin, err = admin.New(ctx, cfg.Admin, admin.Options{HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "admin")}); err != nil {
+		return nil, fmt.Errorf("configuring admin API: %w", err)
+	}
+	if s.policy, err = resourcepolicy.New(ctx, s.store, resourcepolicy.Options{Logger: s.log.With("component", "policy")}); err != nil {
+		return nil, fmt.Errorf("loading resource policy: %w", err)
+	}
+	if s.plugins, err = newPlugins(cfg.Plugins, s.store); err != nil {
+		return nil, err
+	}
+	s.log.Info("KBS configured", "version", Version, "admin", s.admin.Mode(), "attestation_service", cfg.AttestationService.Type,
+		"storage", cfg.StorageBackend.StorageType, "session_timeout_min", cfg.AttestationService.Timeout)
+	return s, nil
+}
+
+func sameType(a, b string) (bool, error) {
+	na, err := backends.NormalizeType(a)
+	if err != nil {
+		return false, err
+	}
+	nb, err := backends.NormalizeType(b)
+	if err != nil {
+		return false, err
+	}
+	return na == nb, nil
+}
+
+// jwksKeys returns the public keys of a JWKS document.
+func jwksKeys(b []byte) ([]crypto.PublicKey, error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(b, &set); err != nil {
+		return nil, err
+	}
+	var out []crypto.PublicKey
+	for _, k := range set.Keys {
+		out = append(out, k.Key)
+	}
+	return out, nil
+}
+
+// Close releases the stores the Server opened.
+func (s *Server) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// Handler returns the KBS HTTP handler: /kbs/v0/..., /metrics, /healthz.
+func (s *Server) Handler() http.Handler {
+	metricsHandler := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rid := s.requestID()
+		w.Header().Set("X-Request-Id", rid)
+		rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		log := s.log.With("request_id", rid)
+		ctx := context.WithValue(r.Context(), ctxKeyRequestID{}, rid)
+		r = r.WithContext(ctx)
+		path := r.URL.EscapedPath()
+		switch {
+		case path == "/metrics":
+			if r.Method != http.MethodGet {
+				http.Error(rw, "method not allowed", http.StatusMethodNotAllowed)
+				return
+			}
+			metricsHandler.ServeHTTP(rw, r)
+			return
+		case path == "/healthz":
+			rw.WriteHeader(http.StatusOK)
+			return
+		case strings.HasPrefix(path, "/kbs/v0/"):
+			s.metrics.activeConnections.Inc()
+			s.metrics.httpRequestSize.WithLabelValues(endpointLabel(path), r.Method).Observe(float64(max(r.ContentLength, 0)))
+			err := s.serveKBS(rw, r, log, strings.TrimPrefix(path, "/kbs/v0/"))
+			if err != nil {
+				writeError(rw, err)
+				lvl := slog.LevelInfo
+				var e *Error
+				if !errors.As(err, &e) || e.Kind == KindInternal {
+					lvl = slog.LevelError
+				}
+				log.Log(ctx, lvl, "request failed", "method", r.Method, "path", path, "status", rw.status, "error", err.Error())
+			}
+			ep := endpointLabel(path)
+			s.metrics.activeConnections.Dec()
+			s.metrics.httpRequests.WithLabelValues(ep, r.Method, fmt.Sprint(rw.status)).Inc()
+			s.metrics.httpDuration.WithLabelValues(ep, r.Method).Observe(time.Since(start).Seconds())
+			s.metrics.httpResponseSize.WithLabelValues(ep, r.Method).Observe(float64(rw.bytes))
+			log.Debug("request", "method", r.Method, "path", path, "status", rw.status, "duration", time.Since(start))
+		default:
+			writeError(rw, newError(KindInvalidRequestPath, nil, "Invalid request path %s", path))
+		}
+	})
+}
+
+type ctxKeyRequestID struct{}
+
+func (s *Server) requestID() string {
+	var b [8]byte
+	if _, err := io.ReadFull(s.rand, b[:]); err != nil {
+		return fmt.Sprintf("seq-%d", s.reqSeq.Add(1))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// endpointLabel keeps metric cardinality bounded: the first path segment of
+// a known endpoint, else "other".
+func endpointLabel(path string) string {
+	seg, _, _ := strings.Cut(strings.TrimPrefix(path, "/kbs/v0/"), "/")
+	switch seg {
+	case "auth", "attest", "resource", "resource-policy", "attestation-policy", "reference-value", "sample":
+		return seg
+	}
+	return "other"
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status = code
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
+}
+
+// segmentRE is upstream's resource path segment rule.
+var segmentRE = regexp.MustCompile(`^[a-zA-Z0-9_\-]+[a-zA-Z0-9_\-\.]*$`)
+
+// splitPath splits the escaped path after /kbs/v0/ into decoded segments.
+// A segment that decodes to something outside upstream's charset (an
+// encoded "/", "..", "%2e%2e", an empty segment) is an InvalidRequestPath.
+func splitPath(escaped string) ([]string, error) {
+	if escaped == "" {
+		return nil, newError(KindInvalidRequestPath, nil, "Invalid request path /kbs/v0/")
+	}
+	parts := strings.Split(escaped, "/")
+	out := make([]string, 0, len(parts))
+	for i, p := range parts {
+		d, err := url.PathUnescape(p)
+		if err != nil || !segmentRE.MatchString(d) {
+			// The trailing empty segment of "/kbs/v0/resource-policy/" is
+			// tolerated; nothing else is.
+			if p == "" && i == len(parts)-1 && i > 0 {
+				continue
+			}
+			return nil, newError(KindInvalidRequestPath, nil, "Invalid request path /kbs/v0/%s", escaped)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// readBody reads the request body up to the configured payload limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > s.payload {
+		return nil, newError(KindPayloadTooLarge, nil, "payload reached size limit (%d bytes)", s.payload)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.payload))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, newError(KindPayloadTooLarge, nil, "payload reached size limit (%d bytes)", s.payload)
+		}
+		return nil, newError(KindSerdeError, err, "reading request body")
+	}
+	return b, nil
+}
+
+func (s *Server) serveKBS(w http.ResponseWriter, r *http.Request, log *slog.Logger, escaped string) error {
+	segs, err := splitPath(escaped)
+	if err != nil {
+		return err
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	plugin, rest := segs[0], segs[1:]
+	switch {
+	case plugin == "auth" && r.Method == http.MethodPost && len(rest) == 0:
+		return s.handleAuth(w, r, body)
+	case plugin == "attest" && r.Method == http.MethodPost && len(rest) == 0:
+		return s.handleAttest(w, r, log, body)
+	case plugin == "attestation-policy" && r.Method == http.MethodPost && len(rest) == 0:
+		return s.handleSetAttestationPolicy(w, r, log, body)
+	case plugin == "resource-policy" && r.Method == http.MethodPost && len(rest) == 0:
+		return s.handleSetResourcePolicy(w, r, log, body)
+	case plugin == "resource-policy" && r.Method == http.MethodGet && len(rest) == 0:
+		return s.handleGetResourcePolicy(w, r)
+	case plugin == "reference-value" && r.Method == http.MethodPost && len(rest) == 0:
+		return s.handleSetReferenceValue(w, r, log, body)
+	case plugin == "reference-value" && r.Method == http.MethodGet && len(rest) > 0:
+		return s.handleGetReferenceValue(w, r, strings.Join(rest, "/"))
+	}
+	p, ok := s.plugins[plugin]
+	if !ok {
+		return newError(KindPluginNotFound, nil, "Plugin %s not found", plugin)
+	}
+	req := &pluginRequest{method: r.Method, path: rest, query: r.URL.Query(), body: body}
+	if err := p.validatePath(req); err != nil {
+		return err
+	}
+	if p.adminOnly(req) {
+		principal, err := s.authorizeAdmin(r)
+		if err != nil {
+			return err
+		}
+		out, err := p.handle(r.Context(), req)
+		if err != nil {
+			return err
+		}
+		s.auditAdmin(r, principal, plugin+" "+r.Method, "/"+strings.Join(rest, "/"))
+		if p.countWrites() {
+			s.countResourceWrite(r.Method, strings.Join(rest, "/"))
+		}
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusOK)
+		w.Write(out)
+		return nil
+	}
+	return s.serveAttested(w, r, log, plugin, p, req)
+}
