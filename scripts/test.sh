@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh machine:
+#   1. installs what the tests need (Debian packages for the real PostgreSQL
+#      and Redis servers, Go modules),
+#   2. checks gofmt, go vet and go mod tidiness,
+#   3. starts PostgreSQL and Redis on loopback (scripts/services.sh),
+#   4. runs `go test -race ./...` (unit tests and the end-to-end suite, which
+#      builds kbs and kbs-client and runs them as real processes),
+#   5. runs every fuzz target for FUZZTIME (default 10s) each.
+# Environment: FUZZTIME=0 skips fuzzing; TEST_RUN passes -run to go test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+log "installing system packages"
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then echo "need root to install: ${need[*]}" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+log "downloading Go modules"
+go mod download
+
+log "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt needed on:"; echo "$unformatted"; exit 1; fi
+
+log "go vet"
+go vet ./...
+
+log "go mod tidy check"
+cp go.mod /tmp/go.mod.before.$$; cp go.sum /tmp/go.sum.before.$$
+go mod tidy
+if ! diff -q go.mod /tmp/go.mod.before.$$ >/dev/null || ! diff -q go.sum /tmp/go.sum.before.$$ >/dev/null; then
+  echo "go.mod/go.sum are not tidy:"; git --no-pager diff -- go.mod go.sum || true
+  cp /tmp/go.mod.before.$$ go.mod; cp /tmp/go.sum.before.$$ go.sum
+  exit 1
+fi
+rm -f /tmp/go.mod.before.$$ /tmp/go.sum.before.$$
+
+log "starting PostgreSQL and Redis on loopback"
+eval "$(scripts/services.sh start)"
+trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
+
+log "go test -race ./..."
+go test -race -count=1 -timeout 30m ${TEST_RUN:+-run "$TEST_RUN"} ./...
+
+FUZZTIME=${FUZZTIME:-10s}
+if [ "$FUZZTIME" != "0" ]; then
+  log "fuzzing each target for $FUZZTIME"
+  grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(' . | sort | while read -r f; do
+    pkg="./$(dirname "${f#./}")"
+    for name in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed 's/^func //'); do
+      echo "-- $pkg $name"
+      go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/fuzz.$$.log 2>&1 || { cat /tmp/fuzz.$$.log; exit 1; }
+      tail -1 /tmp/fuzz.$$.log
+    done
+  done
+fi
+log "all tests passed"
