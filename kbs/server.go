@@ -172,7 +172,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (s *Server, err error) 
 	if s.admin, err = admin.New(ctx, cfg.Admin, admin.Options{HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "admin")}); err != nil {
 		return nil, fmt.Errorf("configuring admin API: %w", err)
 	}
-	if s.policy, err = resourcepolicy.New(ctx, s.store, resourcepolicy.Options{Logger: s.log.With("component", "policy")}); err != nil {
+	if s.policy, err = resourcepolicy.New(ctx, s.store, resourcepolicy.Options{
+		Logger: s.log.With("component", "policy"), Now: s.now,
+		// Re-read the stored policy on every evaluation (the compiled query
+		// is reused while its bytes are unchanged), so that a policy change
+		// through any replica takes effect on all of them at once: a
+		// revocation must not wait for a cache to expire.
+		ReloadInterval: time.Nanosecond,
+	}); err != nil {
 		return nil, fmt.Errorf("loading resource policy: %w", err)
 	}
 	if s.plugins, err = newPlugins(cfg.Plugins, s.store); err != nil {

@@ -1,0 +1,402 @@
+package as
+
+// EAR token assembly and signing.
+//
+// Why the token is assembled here rather than with a JOSE or EAR library:
+// upstream's tokens have a layout no library produces as is. The JWS header
+// carries the signing key as a "jwk" member whose own "x5c" holds the
+// certificate chain (standard base64 DER) — the KBS finds the key and the
+// chain there — and the claims mix EAR members with Trustee-specific ones
+// (annotated evidence keyed by TEE, "ear.trustee.identifiers", "exp"/"iss"
+// as EAR extensions) in a fixed order. Writing the few bytes ourselves keeps
+// them exactly as upstream's ear/jsonwebtoken crates write them; tests check
+// the result with go-jose.
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
+)
+
+// trustClaimNames are the AR4SI trustworthiness claims in EAR order.
+var trustClaimNames = [8]string{
+	"instance-identity", "configuration", "executables", "file-system",
+	"hardware", "runtime-opaque", "storage-opaque", "sourced-data",
+}
+
+// trustVector is an EAR trustworthiness vector; unset claims are omitted
+// from the token and count as 0.
+type trustVector struct {
+	value [8]int8
+	isSet [8]bool
+}
+
+func (t *trustVector) set(i int, v int8) { t.value[i], t.isSet[i] = v, true }
+
+func (t *trustVector) setAll(v int8) {
+	for i := range t.value {
+		t.set(i, v)
+	}
+}
+
+func (t *trustVector) anySet() bool {
+	for _, s := range t.isSet {
+		if s {
+			return true
+		}
+	}
+	return false
+}
+
+// Trust tiers (EAR status), in increasing severity.
+const (
+	tierNone = iota
+	tierAffirming
+	tierWarning
+	tierContraindicated
+)
+
+var tierNames = [...]string{"none", "affirming", "warning", "contraindicated"}
+
+// tier is the AR4SI tier of a claim value: [-1,1] none, [-32,32)
+// affirming, [-96,96) warning, otherwise contraindicated.
+func tier(v int8) int {
+	switch {
+	case v >= -1 && v <= 1:
+		return tierNone
+	case v >= -32 && v < 32:
+		return tierAffirming
+	case v >= -96 && v < 96:
+		return tierWarning
+	}
+	return tierContraindicated
+}
+
+// status is the worst tier over all claims (unset claims are 0).
+func (t *trustVector) status() string {
+	worst := tierNone
+	for _, v := range t.value {
+		worst = max(worst, tier(v))
+	}
+	return tierNames[worst]
+}
+
+// appraisal is one EAR submodule.
+type appraisal struct {
+	trust      trustVector
+	policyID   string
+	evidence   []byte // annotated evidence, JSON
+	extensions []extension
+}
+
+// earClaims are the top-level claims of an EAR.
+type earClaims struct {
+	profile, developer, build, issuer string
+	iat, exp                          int64
+	submods                           map[string]*appraisal
+	names                             []string // submod names, sorted
+}
+
+// encodeJSON marshals v compactly without HTML escaping, as serde_json.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// jsonWriter writes JSON object members in a fixed order.
+type jsonWriter struct {
+	buf   bytes.Buffer
+	first []bool
+	err   error
+}
+
+func (w *jsonWriter) open() { w.buf.WriteByte('{'); w.first = append(w.first, true) }
+
+func (w *jsonWriter) close() { w.buf.WriteByte('}'); w.first = w.first[:len(w.first)-1] }
+
+func (w *jsonWriter) key(k string) {
+	if !w.first[len(w.first)-1] {
+		w.buf.WriteByte(',')
+	}
+	w.first[len(w.first)-1] = false
+	w.value(k)
+	w.buf.WriteByte(':')
+}
+
+func (w *jsonWriter) value(v any) {
+	b, err := encodeJSON(v)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	w.buf.Write(b)
+}
+
+func (w *jsonWriter) member(k string, v any) { w.key(k); w.value(v) }
+
+func (w *jsonWriter) raw(k string, b []byte) { w.key(k); w.buf.Write(b) }
+
+// marshal writes the EAR claims in upstream's member order: eat_profile,
+// iat, ear.verifier-id, submods (sorted by name), then the extensions exp
+// and iss (sorted by name). Each submodule: ear.status,
+// ear.trustworthiness-vector (set claims, EAR order),
+// ear.appraisal-policy-id, ear.veraison.annotated-evidence, then its
+// extensions sorted by name, null values omitted.
+func (c *earClaims) marshal() ([]byte, error) {
+	var w jsonWriter
+	w.open()
+	w.member("eat_profile", c.profile)
+	w.member("iat", c.iat)
+	w.key("ear.verifier-id")
+	w.open()
+	w.member("developer", c.developer)
+	w.member("build", c.build)
+	w.close()
+	w.key("submods")
+	w.open()
+	for _, name := range c.names {
+		a := c.submods[name]
+		w.key(name)
+		w.open()
+		w.member("ear.status", a.trust.status())
+		if a.trust.anySet() {
+			w.key("ear.trustworthiness-vector")
+			w.open()
+			for i, n := range trustClaimNames {
+				if a.trust.isSet[i] {
+					w.member(n, a.trust.value[i])
+				}
+			}
+			w.close()
+		}
+		w.member("ear.appraisal-policy-id", a.policyID)
+		w.raw("ear.veraison.annotated-evidence", a.evidence)
+		for _, ext := range a.extensions {
+			if ext.value == nil {
+				continue
+			}
+			w.member(ext.name, ext.value)
+		}
+		w.close()
+	}
+	w.close()
+	w.member("exp", c.exp)
+	w.member("iss", c.issuer)
+	w.close()
+	if w.err != nil {
+		return nil, fmt.Errorf("encoding EAR claims: %w", w.err)
+	}
+	return w.buf.Bytes(), nil
+}
+
+// signer signs EAR tokens with ES256.
+type signer struct {
+	key       *ecdsa.PrivateKey
+	ephemeral bool
+	rand      io.Reader
+	jwk       []byte // public JWK JSON, upstream member order
+	header    string // base64url of the JWS header
+}
+
+// newSigner loads the configured key (and chain) or, for a nil config,
+// generates an ephemeral P-256 key.
+func newSigner(cfg *SignerConfig, rand io.Reader) (*signer, error) {
+	if cfg == nil {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand)
+		if err != nil {
+			return nil, fmt.Errorf("generating ephemeral token signing key: %w", err)
+		}
+		return finishSigner(key, nil, "", true, rand)
+	}
+	keyPEM, err := readBounded(cfg.KeyPath)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read token signer private key: %w", ErrInvalidConfig, err)
+	}
+	key, err := ParseSigningKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	var chain []*x509.Certificate
+	if cfg.CertPath != "" {
+		chainPEM, err := readBounded(cfg.CertPath)
+		if err != nil {
+			return nil, fmt.Errorf("%w: read token signer cert file: %w", ErrInvalidConfig, err)
+		}
+		chain, err = ParseCertChain(chainPEM)
+		if err != nil {
+			return nil, err
+		}
+		if !key.PublicKey.Equal(chain[0].PublicKey) {
+			return nil, fmt.Errorf("%w: the first certificate of %s does not certify the key of %s", ErrInvalidConfig, cfg.CertPath, cfg.KeyPath)
+		}
+	}
+	return finishSigner(key, chain, cfg.CertURL, false, rand)
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limits.MaxConfigBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > limits.MaxConfigBytes {
+		return nil, fmt.Errorf("%s exceeds %d bytes", path, limits.MaxConfigBytes)
+	}
+	return b, nil
+}
+
+// ParseSigningKey parses a PEM P-256 private key, SEC1 ("EC PRIVATE KEY")
+// or PKCS#8 ("PRIVATE KEY"). Other curves and key types are rejected:
+// tokens are ES256 only.
+func ParseSigningKey(pemBytes []byte) (*ecdsa.PrivateKey, error) {
+	for rest := pemBytes; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return nil, fmt.Errorf("%w: no PEM private key found", ErrInvalidConfig)
+		}
+		var key any
+		var err error
+		switch block.Type {
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		default:
+			continue // e.g. "EC PARAMETERS" before the key
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: parsing token signing key: %v", ErrInvalidConfig, err)
+		}
+		ec, ok := key.(*ecdsa.PrivateKey)
+		if !ok || ec.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("%w: Only P-256 attestation token signing keys are supported", ErrInvalidConfig)
+		}
+		return ec, nil
+	}
+}
+
+// ParseCertChain parses a PEM certificate chain, leaf first.
+func ParseCertChain(pemBytes []byte) ([]*x509.Certificate, error) {
+	var chain []*x509.Certificate
+	for rest := pemBytes; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if len(chain) == limits.MaxCertChain {
+			return nil, fmt.Errorf("%w: certificate chain longer than %d", ErrInvalidConfig, limits.MaxCertChain)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: Invalid PEM certificate chain: %v", ErrInvalidConfig, err)
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("%w: Invalid PEM certificate chain: no certificate", ErrInvalidConfig)
+	}
+	return chain, nil
+}
+
+func finishSigner(key *ecdsa.PrivateKey, chain []*x509.Certificate, certURL string, ephemeral bool, rand io.Reader) (*signer, error) {
+	pub, err := key.PublicKey.Bytes() // 0x04 || X || Y, fixed length
+	if err != nil {
+		return nil, fmt.Errorf("encoding token signing key: %w", err)
+	}
+	// The JWK members in the order upstream (jsonwebtoken) writes them:
+	// alg, x5u, x5c, kty, crv, x, y.
+	var w jsonWriter
+	w.open()
+	w.member("alg", "ES256")
+	if certURL != "" {
+		w.member("x5u", certURL)
+	}
+	if chain != nil {
+		x5c := make([]string, len(chain))
+		for i, c := range chain {
+			x5c[i] = base64.StdEncoding.EncodeToString(c.Raw)
+		}
+		w.member("x5c", x5c)
+	}
+	w.member("kty", "EC")
+	w.member("crv", "P-256")
+	w.member("x", base64.RawURLEncoding.EncodeToString(pub[1:33]))
+	w.member("y", base64.RawURLEncoding.EncodeToString(pub[33:65]))
+	w.close()
+	if w.err != nil {
+		return nil, w.err
+	}
+	jwk := w.buf.Bytes()
+	header := append(append([]byte(`{"typ":"JWT","alg":"ES256","jwk":`), jwk...), '}')
+	return &signer{
+		key:       key,
+		ephemeral: ephemeral,
+		rand:      rand,
+		jwk:       jwk,
+		header:    base64.RawURLEncoding.EncodeToString(header),
+	}, nil
+}
+
+// jwks is the JSON Web Key Set with the signing key.
+func (s *signer) jwks() []byte {
+	return append(append([]byte(`{"keys":[`), s.jwk...), ']', '}')
+}
+
+// sign returns the compact JWS of claims.
+func (s *signer) sign(claims []byte) (string, error) {
+	n := len(s.header) + 1 + base64.RawURLEncoding.EncodedLen(len(claims))
+	out := make([]byte, 0, n+1+86)
+	out = append(out, s.header...)
+	out = append(out, '.')
+	out = base64.RawURLEncoding.AppendEncode(out, claims)
+	digest := sha256.Sum256(out)
+	r, ss, err := ecdsa.Sign(s.rand, s.key, digest[:])
+	if err != nil {
+		return "", fmt.Errorf("signing EAR token: %w", err)
+	}
+	var sig [64]byte
+	r.FillBytes(sig[:32])
+	ss.FillBytes(sig[32:])
+	out = append(out, '.')
+	out = base64.RawURLEncoding.AppendEncode(out, sig[:])
+	return string(out), nil
+}
+
+// errNoSubmods mirrors the EAR validation of an empty result.
+var errNoSubmods = errors.New("empty submods")
+
+// issue signs an EAR.
+func (s *signer) issue(c *earClaims) (string, error) {
+	if len(c.names) == 0 {
+		return "", fmt.Errorf("%w: %w", ErrVerification, errNoSubmods)
+	}
+	claims, err := c.marshal()
+	if err != nil {
+		return "", err
+	}
+	return s.sign(claims)
+}
