@@ -60,7 +60,7 @@ storage_type = "Memory"
 `
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	ts    *httptest.Server
 	clock *clock
@@ -68,7 +68,7 @@ type env struct {
 	store storage.Store
 }
 
-func newEnv(t *testing.T, configTOML string, store storage.Store, clk *clock) *env {
+func newEnv(t testing.TB, configTOML string, store storage.Store, clk *clock) *env {
 	t.Helper()
 	cfg, _, err := ParseConfig([]byte(configTOML))
 	if err != nil {
