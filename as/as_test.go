@@ -1023,3 +1023,47 @@ func TestConcurrentEvaluateAndSetPolicy(t *testing.T) {
 		}
 	}
 }
+
+// Documents whose shape would make the TOML decoder super-linear are
+// refused before decoding; strings and comments do not count.
+func TestTOMLShape(t *testing.T) {
+	head := "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"
+	n := 200000
+	refused := map[string]string{
+		"nested inline tables": head + "y = " + strings.Repeat("{a=", n) + "\"1\"" + strings.Repeat("}", n) + "\n",
+		"nested arrays":        head + "y = " + strings.Repeat("[", n) + strings.Repeat("]", n) + "\n",
+		"long dotted key":      head + "y" + strings.Repeat(".a", n) + " = \"1\"\n",
+		"long table header":    "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n[x" + strings.Repeat(".a", n) + "]\n",
+		"quoted components":    head + "y" + strings.Repeat(`."a"`, n) + " = \"1\"\n",
+	}
+	for name, doc := range refused {
+		t.Run(name, func(t *testing.T) {
+			if _, _, err := InitDataClaims(doc); !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), "nest") && !strings.Contains(err.Error(), "dotted") {
+				t.Fatalf("InitDataClaims = %v", err)
+			}
+		})
+	}
+	// The same shapes inside cdh.toml leave it a string.
+	doc := head + "\"cdh.toml\" = '''\ny" + strings.Repeat(".a", n) + " = 1\n'''\n"
+	_, claims, err := InitDataClaims(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := claims["cdh.toml"].(string); !ok {
+		t.Error("an over-nested cdh.toml was decoded")
+	}
+	accepted := []string{
+		head + "s = \"[[[[{{{{ a.b.c.d \\\" ]]\"\n# [[[[[[[[ a.a.a.a.a\nl = '[[[[.....'\n",
+		head + "m = \"\"\"\n[[[[[[[[[[ \\\"\"\" .......\n\"\"\"\"\"\nn = '''[[[[[[''''\n",
+		head + "\"a.b.c\" = \"x\"\n",
+		head + "d = \"" + strings.Repeat("[.", 1000) + "\"\n",
+	}
+	for i, doc := range accepted {
+		if err := checkTOMLShape(doc); err != nil {
+			t.Errorf("doc %d: %v", i, err)
+		}
+		if _, err := ParseInitData(doc); err != nil {
+			t.Errorf("doc %d: %v", i, err)
+		}
+	}
+}

@@ -38,6 +38,9 @@ func ParseInitData(doc string) (InitDataDocument, error) {
 	if len(doc) > MaxInitDataBytes {
 		return InitDataDocument{}, fmt.Errorf("%w: init-data of %d bytes exceeds the limit of %d", ErrInvalidRequest, len(doc), MaxInitDataBytes)
 	}
+	if err := checkTOMLShape(doc); err != nil {
+		return InitDataDocument{}, fmt.Errorf("%w: parse TOML structured data: %v", ErrInvalidRequest, err)
+	}
 	var raw struct {
 		Version   *string            `toml:"version"`
 		Algorithm *string            `toml:"algorithm"`
@@ -90,6 +93,9 @@ func InitDataClaims(doc string) (digest []byte, claims map[string]any, err error
 			continue
 		}
 		var v map[string]any
+		if checkTOMLShape(s) != nil {
+			continue
+		}
 		if _, err := toml.Decode(s, &v); err != nil {
 			continue
 		}
@@ -245,4 +251,95 @@ func jsonDepth(b []byte) int {
 		}
 	}
 	return maxDepth
+}
+
+// maxTOMLNesting bounds the bracket nesting and the components of a dotted
+// key in a TOML document. The TOML decoder's cost grows faster than
+// linearly with both (a 1 MiB document of nested inline tables or of one
+// long dotted key takes hours), so documents beyond it are refused before
+// they are decoded.
+const maxTOMLNesting = limits.MaxJSONDepth
+
+// checkTOMLShape scans a TOML document, skipping comments and the four
+// kinds of strings, and checks that no value nests arrays or inline tables
+// deeper than maxTOMLNesting and no key has more than maxTOMLNesting dotted
+// components. It does not validate the document.
+func checkTOMLShape(doc string) error {
+	depth, dots := 0, 0
+	for i := 0; i < len(doc); i++ {
+		switch c := doc[i]; c {
+		case '#':
+			for i < len(doc) && doc[i] != '\n' {
+				i++
+			}
+			dots = 0
+		case '"', '\'':
+			i = skipTOMLString(doc, i)
+		case '[', '{':
+			depth++
+			dots = 0
+			if depth > maxTOMLNesting {
+				return fmt.Errorf("arrays or tables nested deeper than %d", maxTOMLNesting)
+			}
+		case ']', '}':
+			depth--
+			dots = 0
+		case '=', ',', '\n':
+			dots = 0
+		case '.':
+			dots++
+			if dots >= maxTOMLNesting {
+				return fmt.Errorf("a key with more than %d dotted components", maxTOMLNesting)
+			}
+		}
+	}
+	return nil
+}
+
+// skipTOMLString returns the index of the last byte of the string that
+// starts at doc[i] (a quote), or len(doc) if it is not terminated.
+func skipTOMLString(doc string, i int) int {
+	q := doc[i]
+	if strings.HasPrefix(doc[i:], string([]byte{q, q, q})) {
+		end := strings.Index(doc[i+3:], string([]byte{q, q, q}))
+		for q == '"' && end >= 0 && escaped(doc, i+3+end) {
+			next := strings.Index(doc[i+3+end+1:], `"""`)
+			if next < 0 {
+				return len(doc)
+			}
+			end += 1 + next
+		}
+		if end < 0 {
+			return len(doc)
+		}
+		// A multi-line string may end with up to two more quotes.
+		j := i + 3 + end + 3
+		for k := 0; k < 2 && j < len(doc) && doc[j] == q; k++ {
+			j++
+		}
+		return j - 1
+	}
+	for j := i + 1; j < len(doc); j++ {
+		switch doc[j] {
+		case '\\':
+			if q == '"' {
+				j++
+			}
+		case q:
+			return j
+		case '\n':
+			return j
+		}
+	}
+	return len(doc)
+}
+
+// escaped reports whether doc[i] is preceded by an odd number of
+// backslashes.
+func escaped(doc string, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && doc[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
 }
