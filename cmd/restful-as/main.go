@@ -196,9 +196,9 @@ func serve(ctx context.Context, f flags, cfg as.Config, store storage.Store, log
 			return fmt.Errorf("loading HTTPS certificate and key: %w", err)
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-		log.Info("starting HTTPS server", "address", "https://"+ln.Addr().String())
+		log.Info("serving", "address", ln.Addr().String(), "tls", true)
 	} else {
-		log.Info("starting HTTP server", "address", "http://"+ln.Addr().String())
+		log.Info("serving", "address", ln.Addr().String(), "tls", false)
 	}
 	if ready != nil {
 		ready <- ln.Addr()
