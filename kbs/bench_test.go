@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/go-trustee/go-trustee/as"
+	"github.com/go-trustee/go-trustee/attester/sample"
+	"github.com/go-trustee/go-trustee/client"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/resourcepolicy"
 )
@@ -62,6 +64,31 @@ func BenchmarkFlowFloor(b *testing.B) {
 				b.Fatal(err)
 			}
 			if _, err := kp.Decrypt(jwe); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkFlowHTTP is the same flow as BenchmarkFlowFloor through the HTTP
+// handler and the client library, as the load tool runs it: fresh key and
+// session per flow, Bearer resource read. Its gap to the floor is the cost
+// of HTTP, JSON, sessions, logging and metrics.
+func BenchmarkFlowHTTP(b *testing.B) {
+	e := newEnv(b, testConfig, nil, nil)
+	e.provision("default/test/secret", "benchmark secret", allowAllPolicy)
+	ctx := context.Background()
+	hc := e.ts.Client()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c, err := client.New(client.Options{URL: e.ts.URL, HTTPClient: hc, Attester: sample.New(false), Bearer: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			got, err := c.GetResource(ctx, "default/test/secret")
+			if err != nil || string(got) != "benchmark secret" {
 				b.Fatal(err)
 			}
 		}

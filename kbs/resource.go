@@ -54,25 +54,25 @@ func (s *Server) serveAttested(w http.ResponseWriter, r *http.Request, log *slog
 	dec, err := s.policy.Evaluate(r.Context(), claims, resourcepolicy.Data{Plugin: name, ResourcePath: req.path, Query: query})
 	if err != nil {
 		s.metrics.policyErrors.Inc()
-		s.auditRelease(r, name, path, mode, claims, "error", err.Error())
+		s.auditRelease(r, name, path, mode, tok, claims, "error", err.Error())
 		return newError(KindPolicyEngineError, err, "Policy Engine error")
 	}
 	if !dec.Allowed {
 		s.metrics.policyViolations.Inc()
-		s.auditRelease(r, name, path, mode, claims, "deny", dec.Reason)
+		s.auditRelease(r, name, path, mode, tok, claims, "deny", dec.Reason)
 		return newError(KindPolicyDeny, nil, "Access denied by policy: %s", dec.Reason)
 	}
 	s.metrics.policyApprovals.Inc()
 	out, err := p.handle(r.Context(), req)
 	if err != nil {
-		s.auditRelease(r, name, path, mode, claims, "error", errDetail(err))
+		s.auditRelease(r, name, path, mode, tok, claims, "error", errDetail(err))
 		return err
 	}
 	if name == "resource" {
 		s.metrics.resourceReads.WithLabelValues(path).Inc()
 	}
 	if !p.encrypted(req) {
-		s.auditRelease(r, name, path, mode, claims, "release", "")
+		s.auditRelease(r, name, path, mode, tok, claims, "release", "")
 		w.Header().Set("Content-Type", "text/xml")
 		w.WriteHeader(http.StatusOK)
 		w.Write(out)
@@ -90,7 +90,7 @@ func (s *Server) serveAttested(w http.ResponseWriter, r *http.Request, log *slog
 	if err != nil {
 		return newError(KindSerdeError, err, "encoding JWE")
 	}
-	s.auditRelease(r, name, path, mode, claims, "release", "")
+	s.auditRelease(r, name, path, mode, tok, claims, "release", "")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
@@ -98,13 +98,12 @@ func (s *Server) serveAttested(w http.ResponseWriter, r *http.Request, log *slog
 }
 
 // auditRelease records a release decision. It names the TEE and the EAR
-// status from the claims and a digest of the claims, never the token.
-func (s *Server) auditRelease(r *http.Request, plugin, path, mode string, claims map[string]any, outcome, reason string) {
+// status from the claims and a digest of the token, never the token.
+func (s *Server) auditRelease(r *http.Request, plugin, path, mode, tok string, claims map[string]any, outcome, reason string) {
+	// The token digest ties the record to the attestation record that
+	// issued the token (same digest) without revealing the token.
 	attrs := []any{"event", "release", "outcome", outcome, "request_id", requestID(r.Context()),
-		"plugin", plugin, "resource_path", path, "token_source", mode}
-	if b, err := json.Marshal(claims); err == nil {
-		attrs = append(attrs, "claims_sha256", digest(string(b)))
-	}
+		"plugin", plugin, "resource_path", path, "token_source", mode, "token_sha256", digest(tok)}
 	if sub, ok := claims["submods"].(map[string]any); ok {
 		if cpu, ok := sub["cpu0"].(map[string]any); ok {
 			if st, ok := cpu["ear.status"].(string); ok {
