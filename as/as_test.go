@@ -19,6 +19,8 @@ import (
 
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/storage"
+	"github.com/go-trustee/go-trustee/storage/memory"
+	"github.com/go-trustee/go-trustee/storage/storagetest"
 	"github.com/go-trustee/go-trustee/verifier"
 )
 
@@ -59,7 +61,7 @@ var (
 
 func TestDefaultPoliciesStoredOnce(t *testing.T) {
 	ctx := context.Background()
-	st := newMapStore()
+	st := storagetest.NewFaulty(memory.New())
 	custom := []byte(trustPolicy("hardware := 3\n"))
 	if _, err := st.Set(ctx, storage.NamespaceAttestationPolicy, "default_cpu.rego", custom, true); err != nil {
 		t.Fatal(err)
@@ -372,7 +374,7 @@ func TestSignerConfigErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(context.Background(), Config{TokenBroker: TokenBrokerConfig{Signer: tc.signer}}, Options{Store: newMapStore()})
+			_, err := New(context.Background(), Config{TokenBroker: TokenBrokerConfig{Signer: tc.signer}}, Options{Store: storagetest.NewFaulty(memory.New())})
 			if !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("New = %v, want ErrInvalidConfig", err)
 			}
@@ -783,7 +785,7 @@ func TestSetPolicyErrors(t *testing.T) {
 // the store) is used on the next evaluation; an unchanged one is reused.
 func TestPolicyCacheFollowsStore(t *testing.T) {
 	ctx := context.Background()
-	st := newMapStore()
+	st := storagetest.NewFaulty(memory.New())
 	s := newTestService(t, Config{}, st)
 	hw := func() int64 {
 		t.Helper()
@@ -886,7 +888,7 @@ func TestGenerateSupplementalChallenge(t *testing.T) {
 	}
 	reg := DefaultVerifiers()
 	reg.Register(protocol.TeeSe, seFake{})
-	s2, err := New(context.Background(), Config{}, Options{Store: newMapStore(), Verifiers: reg})
+	s2, err := New(context.Background(), Config{}, Options{Store: storagetest.NewFaulty(memory.New()), Verifiers: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -926,7 +928,7 @@ func TestConfigResolve(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(context.Background(), Config{RVPS: rvpsGrpc()}, Options{Store: newMapStore()}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := New(context.Background(), Config{RVPS: rvpsGrpc()}, Options{Store: storagetest.NewFaulty(memory.New())}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("GrpcRemote RVPS: %v, want ErrInvalidConfig", err)
 	}
 }

@@ -10,11 +10,12 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"log/slog"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-trustee/go-trustee/storage/memory"
+	"github.com/go-trustee/go-trustee/storage/storagetest"
 
 	"github.com/BurntSushi/toml"
 	"github.com/go-jose/go-jose/v4"
@@ -24,72 +25,13 @@ import (
 	"github.com/go-trustee/go-trustee/storage"
 )
 
-// mapStore is a minimal in-memory storage.Store for these tests.
-type mapStore struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func newMapStore() *mapStore { return &mapStore{m: map[string][]byte{}} }
-
-func (s *mapStore) Set(_ context.Context, ns, key string, v []byte, overwrite bool) (bool, error) {
-	if err := storage.ValidateKey(ns, key); err != nil {
-		return false, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[ns+"\x00"+key]; ok && !overwrite {
-		return false, nil
-	}
-	s.m[ns+"\x00"+key] = append([]byte(nil), v...)
-	return true, nil
-}
-
-func (s *mapStore) Get(_ context.Context, ns, key string) ([]byte, error) {
-	if err := storage.ValidateKey(ns, key); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[ns+"\x00"+key]
-	if !ok {
-		return nil, storage.ErrNotFound
-	}
-	return append([]byte(nil), v...), nil
-}
-
-func (s *mapStore) List(_ context.Context, ns string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var keys []string
-	for k := range s.m {
-		if n, key, _ := strings.Cut(k, "\x00"); n == ns {
-			keys = append(keys, key)
-		}
-	}
-	slices.Sort(keys)
-	return keys, nil
-}
-
-func (s *mapStore) Delete(_ context.Context, ns, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[ns+"\x00"+key]; !ok {
-		return storage.ErrNotFound
-	}
-	delete(s.m, ns+"\x00"+key)
-	return nil
-}
-
-func (s *mapStore) Close() error { return nil }
-
 // testNow is the fixed time of the tests.
 var testNow = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
 func newTestService(t testing.TB, cfg Config, st storage.Store) *Service {
 	t.Helper()
 	if st == nil {
-		st = newMapStore()
+		st = storagetest.NewFaulty(memory.New())
 	}
 	s, err := New(context.Background(), cfg, Options{Store: st, Now: func() time.Time { return testNow }})
 	if err != nil {

@@ -14,11 +14,13 @@ import (
 
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/storage"
+	"github.com/go-trustee/go-trustee/storage/memory"
+	"github.com/go-trustee/go-trustee/storage/storagetest"
 )
 
-func newEngine(t testing.TB, policy []byte) (*Engine, *mapStore) {
+func newEngine(t testing.TB, policy []byte) (*Engine, *storagetest.Faulty) {
 	t.Helper()
-	st := newMapStore()
+	st := storagetest.NewFaulty(memory.New())
 	e, err := New(context.Background(), st, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +56,7 @@ func resource(path ...string) Data {
 
 func TestNewInstallsDefaultPolicy(t *testing.T) {
 	ctx := context.Background()
-	st := newMapStore()
+	st := storagetest.NewFaulty(memory.New())
 	if _, err := New(ctx, st, Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +65,7 @@ func TestNewInstallsDefaultPolicy(t *testing.T) {
 		t.Fatalf("stored %q, %v", got, err)
 	}
 	// A persisted policy wins over the default.
-	st2 := newMapStore()
+	st2 := storagetest.NewFaulty(memory.New())
 	st2.Set(ctx, storage.NamespaceKBS, PolicyKey, AllowAllPolicy(), true)
 	e, err := New(ctx, st2, Options{})
 	if err != nil {
@@ -429,7 +431,7 @@ func TestSetPolicyValidation(t *testing.T) {
 
 func TestReplicasShareTheStore(t *testing.T) {
 	ctx := context.Background()
-	st := newMapStore()
+	st := storagetest.NewFaulty(memory.New())
 	clock := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := func() time.Time { return clock }
 	a, err := New(ctx, st, Options{Now: now})
@@ -450,11 +452,11 @@ func TestReplicasShareTheStore(t *testing.T) {
 	if d, _ := a.Evaluate(ctx, claims, resource("a", "b", "c")); !d.Allowed {
 		t.Fatal("SetPolicy not effective at once on its own replica")
 	}
-	gets := st.gets
+	gets := st.Gets()
 	if d, _ := b.Evaluate(ctx, claims, resource("a", "b", "c")); d.Allowed {
 		t.Fatal("replica b reloaded before the interval")
 	}
-	if st.gets != gets {
+	if st.Gets() != gets {
 		t.Fatal("store read within the reload interval")
 	}
 	clock = clock.Add(DefaultReloadInterval)
@@ -472,7 +474,7 @@ func TestReplicasShareTheStore(t *testing.T) {
 
 func TestStoredPolicyProblems(t *testing.T) {
 	ctx := context.Background()
-	st := newMapStore()
+	st := storagetest.NewFaulty(memory.New())
 	st.Set(ctx, storage.NamespaceKBS, PolicyKey, []byte("package policy\nallow if {"), true)
 	clock := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 	e, err := New(ctx, st, Options{Now: func() time.Time { return clock }})
@@ -489,13 +491,13 @@ func TestStoredPolicyProblems(t *testing.T) {
 		t.Fatalf("after repair: %+v %v", d, err)
 	}
 	// Store failures fail closed once the cache is due for a check.
-	st.fail = errors.New("backend down")
+	st.Fail(errors.New("backend down"))
 	clock = clock.Add(time.Hour)
 	if _, err := e.Evaluate(ctx, sampleClaims("x", 1), resource("a", "b", "c")); !errors.Is(err, ErrPolicyEngine) {
 		t.Fatalf("err = %v, want ErrPolicyEngine", err)
 	}
 	// A policy replaced by a broken one elsewhere is not used any more.
-	st.fail = nil
+	st.Fail(nil)
 	st.Set(ctx, storage.NamespaceKBS, PolicyKey, []byte("garbage"), true)
 	clock = clock.Add(time.Hour)
 	if _, err := e.Evaluate(ctx, sampleClaims("x", 1), resource("a", "b", "c")); !errors.Is(err, ErrInvalidPolicy) {

@@ -5,77 +5,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-trustee/go-trustee/storage/memory"
+	"github.com/go-trustee/go-trustee/storage/storagetest"
+
 	"github.com/go-trustee/go-trustee/storage"
 )
-
-// mapStore is a minimal in-memory storage.Store for these tests.
-type mapStore struct {
-	mu     sync.Mutex
-	m      map[string][]byte
-	getErr error
-}
-
-func newMapStore() *mapStore { return &mapStore{m: map[string][]byte{}} }
-
-func (s *mapStore) Set(_ context.Context, ns, key string, v []byte, overwrite bool) (bool, error) {
-	if err := storage.ValidateKey(ns, key); err != nil {
-		return false, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[ns+"\x00"+key]; ok && !overwrite {
-		return false, nil
-	}
-	s.m[ns+"\x00"+key] = append([]byte(nil), v...)
-	return true, nil
-}
-
-func (s *mapStore) Get(_ context.Context, ns, key string) ([]byte, error) {
-	if err := storage.ValidateKey(ns, key); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.getErr != nil {
-		return nil, s.getErr
-	}
-	v, ok := s.m[ns+"\x00"+key]
-	if !ok {
-		return nil, storage.ErrNotFound
-	}
-	return append([]byte(nil), v...), nil
-}
-
-func (s *mapStore) List(_ context.Context, ns string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var keys []string
-	for k := range s.m {
-		if n, key, _ := strings.Cut(k, "\x00"); n == ns {
-			keys = append(keys, key)
-		}
-	}
-	slices.Sort(keys)
-	return keys, nil
-}
-
-func (s *mapStore) Delete(_ context.Context, ns, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[ns+"\x00"+key]; !ok {
-		return storage.ErrNotFound
-	}
-	delete(s.m, ns+"\x00"+key)
-	return nil
-}
-
-func (s *mapStore) Close() error { return nil }
 
 func sampleMessage(t testing.TB, payload string) []byte {
 	t.Helper()
@@ -103,7 +41,7 @@ func newService(t *testing.T, st storage.Store) *Service {
 
 func TestRegisterAndQuery(t *testing.T) {
 	ctx := context.Background()
-	st := newMapStore()
+	st := storagetest.NewFaulty(memory.New())
 	s := newService(t, st)
 	// The message the upstream integration harness sends per value.
 	for _, p := range []string{`{"svn":["1"]}`, `{"launch_digest":["abcde"]}`, `{"major_version":1}`, `{"minimum_minor_version": 1 }`} {
@@ -147,7 +85,7 @@ func TestRegisterAndQuery(t *testing.T) {
 
 func TestRegisterOverwrites(t *testing.T) {
 	ctx := context.Background()
-	s := newService(t, newMapStore())
+	s := newService(t, storagetest.NewFaulty(memory.New()))
 	for _, p := range []string{`{"svn":["1"]}`, `{"svn":["2","3"]}`} {
 		if err := s.Register(ctx, sampleMessage(t, p)); err != nil {
 			t.Fatal(err)
@@ -182,7 +120,7 @@ func TestRegisterErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newMapStore()
+			st := storagetest.NewFaulty(memory.New())
 			s := newService(t, st)
 			err := s.Register(context.Background(), []byte(tc.message))
 			if !errors.Is(err, tc.want) {
@@ -196,7 +134,7 @@ func TestRegisterErrors(t *testing.T) {
 }
 
 func TestVersionDefaults(t *testing.T) {
-	s := newService(t, newMapStore())
+	s := newService(t, storagetest.NewFaulty(memory.New()))
 	msg := `{"type":"sample","payload":"` + base64.StdEncoding.EncodeToString([]byte(`{"x":true}`)) + `"}`
 	if err := s.Register(context.Background(), []byte(msg)); err != nil {
 		t.Fatal(err)
@@ -225,7 +163,7 @@ func TestQueryUpstreamRecords(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newMapStore()
+			st := storagetest.NewFaulty(memory.New())
 			if _, err := st.Set(ctx, storage.NamespaceReferenceValue, "svn", []byte(tc.record), true); err != nil {
 				t.Fatal(err)
 			}
@@ -241,8 +179,8 @@ func TestQueryUpstreamRecords(t *testing.T) {
 }
 
 func TestQueryStorageError(t *testing.T) {
-	st := newMapStore()
-	st.getErr = errors.New("backend down")
+	st := storagetest.NewFaulty(memory.New())
+	st.FailGet(errors.New("backend down"))
 	_, _, err := newService(t, st).Query(context.Background(), "svn")
 	if err == nil || !strings.Contains(err.Error(), "backend down") {
 		t.Fatalf("Query = %v, want the backend error", err)
@@ -282,7 +220,7 @@ func TestConfigValidate(t *testing.T) {
 		if err := tc.cfg.Validate(); !errors.Is(err, tc.want) {
 			t.Errorf("Validate(%+v) = %v, want %v", tc.cfg, err, tc.want)
 		}
-		_, err := New(newMapStore(), Options{Config: tc.cfg})
+		_, err := New(storagetest.NewFaulty(memory.New()), Options{Config: tc.cfg})
 		if !errors.Is(err, tc.want) {
 			t.Errorf("New(%+v) = %v, want %v", tc.cfg, err, tc.want)
 		}
@@ -295,7 +233,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte(`{"version":"0.1.0","type":"sample","payload":"W10="}`))
 	f.Add([]byte(`{"type":null}`))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		s, err := New(newMapStore(), Options{Now: func() time.Time { return fixedNow }})
+		s, err := New(storagetest.NewFaulty(memory.New()), Options{Now: func() time.Time { return fixedNow }})
 		if err != nil {
 			t.Fatal(err)
 		}
