@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on a fresh machine:
 #   1. installs what the tests need (Debian packages for the real PostgreSQL
-#      and Redis servers, Go modules),
+#      and Redis servers, libssl-dev for the TPM simulator, Go modules),
 #   2. checks gofmt, go vet and go mod tidiness,
 #   3. starts PostgreSQL and Redis on loopback (scripts/services.sh),
 #   4. runs `go test -race ./...` (unit tests and the end-to-end suite, which
@@ -17,6 +17,8 @@ log "installing system packages"
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# The go-tpm-tools TPM simulator (cgo, test files only) links OpenSSL.
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "need root to install: ${need[*]}" >&2; exit 1; fi
   export DEBIAN_FRONTEND=noninteractive
