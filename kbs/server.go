@@ -28,6 +28,7 @@ import (
 	"github.com/go-trustee/go-trustee/storage/backends"
 	"github.com/go-trustee/go-trustee/token"
 	"github.com/go-trustee/go-trustee/verifier"
+	"github.com/go-trustee/go-trustee/verifier/builtin"
 )
 
 // Version is reported in kbs_build_info and logs.
@@ -150,7 +151,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (s *Server, err error) 
 				s.closers = append(s.closers, asStore.Close)
 			}
 		}
-		s.as, err = as.New(ctx, cfg.AttestationService.Config, as.Options{Store: asStore, Verifiers: opts.Verifiers, Now: s.now, Rand: s.rand, Logger: s.log.With("component", "as")})
+		verifiers := opts.Verifiers
+		if verifiers == nil {
+			verifiers, err = builtin.New(cfg.AttestationService.VerifierConfig, builtin.Options{
+				HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "verifier")})
+			if err != nil {
+				return nil, fmt.Errorf("%w: verifier_config: %v", ErrConfig, err)
+			}
+		}
+		s.as, err = as.New(ctx, cfg.AttestationService.Config, as.Options{Store: asStore, Verifiers: verifiers, Now: s.now, Rand: s.rand, Logger: s.log.With("component", "as")})
 		if err != nil {
 			return nil, fmt.Errorf("starting attestation service: %w", err)
 		}

@@ -35,6 +35,7 @@ import (
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/storage/backends"
+	"github.com/go-trustee/go-trustee/verifier/builtin"
 )
 
 func main() {
@@ -175,7 +176,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.
 // serve runs the AS HTTP server on f.socket until ctx is done, then shuts
 // it down gracefully.
 func serve(ctx context.Context, f flags, cfg as.Config, store storage.Store, log *slog.Logger, ready chan<- net.Addr) error {
-	svc, err := as.New(ctx, cfg, as.Options{Store: store, Logger: log})
+	verifiers, err := builtin.New(cfg.VerifierConfig, builtin.Options{Logger: log.With("component", "verifier")})
+	if err != nil {
+		return fmt.Errorf("verifier_config: %w", err)
+	}
+	svc, err := as.New(ctx, cfg, as.Options{Store: store, Verifiers: verifiers, Logger: log})
 	if err != nil {
 		return fmt.Errorf("creating service failed: %w", err)
 	}
