@@ -21,7 +21,8 @@ import (
 
 // bin holds the paths of the binaries built once by TestMain.
 var bin struct {
-	kbs, kbsClient, restfulAS string
+	kbs, kbsClient, restfulAS                            string
+	attestationAgent, confidentialDataHub, apiServerRest string
 }
 
 func TestMain(m *testing.M) {
@@ -35,7 +36,8 @@ func TestMain(m *testing.M) {
 		for _, b := range []struct {
 			dst *string
 			pkg string
-		}{{&bin.kbs, "kbs"}, {&bin.kbsClient, "kbs-client"}, {&bin.restfulAS, "restful-as"}} {
+		}{{&bin.kbs, "kbs"}, {&bin.kbsClient, "kbs-client"}, {&bin.restfulAS, "restful-as"},
+			{&bin.attestationAgent, "attestation-agent"}, {&bin.confidentialDataHub, "confidential-data-hub"}, {&bin.apiServerRest, "api-server-rest"}} {
 			*b.dst = filepath.Join(dir, b.pkg)
 			cmd := exec.Command("go", "build", "-o", *b.dst, "github.com/go-trustee/go-trustee/cmd/"+b.pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
