@@ -8,6 +8,8 @@
 #      builds kbs and kbs-client and runs them as real processes),
 #   5. runs every fuzz target for FUZZTIME (default 10s) each.
 # Environment: FUZZTIME=0 skips fuzzing; TEST_RUN passes -run to go test.
+# Minimization is capped (-fuzzminimizetime 100x): the real-evidence seeds
+# are kilobytes long and would otherwise stall each target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,7 +62,7 @@ if [ "$FUZZTIME" != "0" ]; then
     pkg="./$(dirname "${f#./}")"
     for name in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed 's/^func //'); do
       echo "-- $pkg $name"
-      go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/fuzz.$$.log 2>&1 || { cat /tmp/fuzz.$$.log; exit 1; }
+      go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 100x "$pkg" >/tmp/fuzz.$$.log 2>&1 || { cat /tmp/fuzz.$$.log; exit 1; }
       tail -1 /tmp/fuzz.$$.log
     done
   done
