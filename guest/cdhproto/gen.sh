@@ -11,5 +11,11 @@ export PATH="$(go env GOPATH)/bin:$PATH"
 protoc -I confidential-data-hub=. \
   --go_out=. --go_opt=module=github.com/go-trustee/go-trustee/guest/cdhproto \
   --go-ttrpc_out=. --go-ttrpc_opt=module=github.com/go-trustee/go-trustee/guest/cdhproto \
-  confidential-data-hub/api.proto confidential-data-hub/keyprovider.proto
+  confidential-data-hub/api.proto
+# keyprovider: only the ttrpc service; its messages are ocicrypt's generated
+# types (aliases in keyprovider/keyprovider.go), so that the two copies never
+# meet in one protobuf registry.
+protoc -I confidential-data-hub=. \
+  --go-ttrpc_out=. --go-ttrpc_opt=module=github.com/go-trustee/go-trustee/guest/cdhproto \
+  confidential-data-hub/keyprovider.proto
 gofmt -w api keyprovider
