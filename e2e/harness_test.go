@@ -23,6 +23,7 @@ import (
 var bin struct {
 	kbs, kbsClient, restfulAS                            string
 	attestationAgent, confidentialDataHub, apiServerRest string
+	cocoKeyprovider, imageEncrypt                        string
 }
 
 func TestMain(m *testing.M) {
@@ -37,7 +38,8 @@ func TestMain(m *testing.M) {
 			dst *string
 			pkg string
 		}{{&bin.kbs, "kbs"}, {&bin.kbsClient, "kbs-client"}, {&bin.restfulAS, "restful-as"},
-			{&bin.attestationAgent, "attestation-agent"}, {&bin.confidentialDataHub, "confidential-data-hub"}, {&bin.apiServerRest, "api-server-rest"}} {
+			{&bin.attestationAgent, "attestation-agent"}, {&bin.confidentialDataHub, "confidential-data-hub"}, {&bin.apiServerRest, "api-server-rest"},
+			{&bin.cocoKeyprovider, "coco-keyprovider"}, {&bin.imageEncrypt, "image-encrypt"}} {
 			*b.dst = filepath.Join(dir, b.pkg)
 			cmd := exec.Command("go", "build", "-o", *b.dst, "github.com/go-trustee/go-trustee/cmd/"+b.pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
