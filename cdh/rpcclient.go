@@ -274,3 +274,9 @@ func (a *AAClient) GetAdditionalTees(ctx context.Context) ([]string, error) {
 	}
 	return out.GetAdditionalTees(), nil
 }
+
+// Measurer records runtime measurements; *AAClient is one. The image pull
+// service appends a PullImage event through it after each pull.
+type Measurer interface {
+	ExtendRuntimeMeasurement(ctx context.Context, domain, operation, content string) (MeasurementResult, error)
+}

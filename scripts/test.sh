@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on a fresh machine:
 #   1. installs what the tests need (Debian packages for the real PostgreSQL
-#      and Redis servers, libssl-dev for the TPM simulator, Go modules),
+#      and Redis servers, libssl-dev for the TPM simulator, docker-registry,
+#      the cosign CLI, Go modules),
 #   2. checks gofmt, go vet and go mod tidiness,
 #   3. starts PostgreSQL and Redis on loopback (scripts/services.sh),
 #   4. runs `go test -race ./...` (unit tests and the end-to-end suite, which
@@ -21,6 +22,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The go-tpm-tools TPM simulator (cgo, test files only) links OpenSSL.
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+# The OCI registry the signed/encrypted image e2e pushes to and pulls from.
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "need root to install: ${need[*]}" >&2; exit 1; fi
   export DEBIAN_FRONTEND=noninteractive
@@ -29,7 +32,18 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 log "downloading Go modules"
+# Image signature verification (go.podman.io/image) uses its pure-Go
+# OpenPGP, selected by this tag; every build and test of the tree uses it.
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-tags=containers_image_openpgp"
 go mod download
+
+log "installing cosign (the real CLI signs the e2e images)"
+tools="$PWD/.tools/bin"
+if [ ! -x "$tools/cosign" ]; then
+  GOFLAGS= GOBIN="$tools" go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
+fi
+export COSIGN="$tools/cosign"
+"$COSIGN" version >/dev/null
 
 log "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

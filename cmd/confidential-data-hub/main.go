@@ -140,6 +140,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.
 		CC: cdh.CCOptions{DisableTokenCache: f.noTokenCache, MaxAttempts: f.kbsRetries,
 			Backoff: f.kbsBackoff, RequestTimeout: f.kbsReqTimeout},
 	}
+	var measurer cdh.Measurer
 	if cfg.KBC.Name == cdh.KBCCC {
 		aa, err := cdh.NewAAClient(cfg.AASocket)
 		if err != nil {
@@ -147,6 +148,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.
 		}
 		defer aa.Close()
 		opts.Tokens = aa
+		measurer = aa
 	}
 	initCtx, cancel := context.WithTimeout(ctx, f.rpcTimeout)
 	hub, err := cdh.New(initCtx, cfg, opts)
@@ -164,6 +166,12 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.
 		return err
 	}
 	cdh.NewService(hub, f.rpcTimeout, log).Register(srv)
+	closeImages, err := registerImageService(srv, hub, measurer, log)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer closeImages()
 	log.Info("confidential-data-hub listening", "socket", cfg.Socket)
 	if ready != nil {
 		ready <- l.Addr()
