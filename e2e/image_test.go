@@ -181,6 +181,25 @@ dir_path = "`+filepath.Join(dir, "kbs-store")+`"
 	admin("set-resource", "--path", "default/security-policy/test", "--resource-file", write("policy.json", []byte(policy)))
 	admin("set-resource-policy", "--policy-file", write("policy.rego", []byte(guestPolicy)))
 
+	// Encrypted and signed images: image-encrypt encrypts every layer under
+	// a fresh KEK that it registers in the KBS at --key-id, then cosign signs
+	// the result. The second KEK sits where the resource policy denies.
+	adminTok := write("admin-token", []byte("unused-with-InsecureAllowAll"))
+	encrypt := func(src, dst, kid string) v1.Hash {
+		t.Helper()
+		mustRun(t, dir, bin.imageEncrypt, "--kbs", kbsURL, "--admin-token-file", adminTok, "--key-id", kid,
+			"--insecure-registry", "--no-progress", repo.Tag(src).String(), repo.Tag(dst).String())
+		desc, err := remote.Head(repo.Tag(dst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sign("key", desc.Digest)
+		return desc.Digest
+	}
+	push("model-plain", e2eImage(t, "encrypted"))
+	encD := encrypt("model-plain", "model-encrypted", "kbs:///default/image-kek/model")
+	encrypt("model-plain", "model-encrypted-denied", "kbs:///default/denied/model-kek")
+
 	aaSock := filepath.Join(dir, "aa.sock")
 	cdhSock := filepath.Join(dir, "cdh.sock")
 	aaCfg := write("aa.toml", []byte(fmt.Sprintf("[token_configs.kbs]\nurl = %q\n", kbsURL)))
@@ -199,17 +218,23 @@ dir_path = "`+filepath.Join(dir, "kbs-store")+`"
 	}
 	defer c.Close()
 
+	const anyError = codes.Code(1 << 20)
 	tests := []struct {
 		name   string
 		tag    string
 		want   codes.Code
 		digest v1.Hash
+		marker string
 	}{
-		{"signed", "signed", codes.OK, signedD},
-		{"unsigned", "unsigned", codes.PermissionDenied, v1.Hash{}},
-		{"wrong key", "wrong-key", codes.PermissionDenied, v1.Hash{}},
-		{"tampered manifest", "tampered-manifest", codes.PermissionDenied, v1.Hash{}},
-		{"tampered layer", "tampered-layer", codes.DataLoss, v1.Hash{}},
+		{"signed", "signed", codes.OK, signedD, "signed"},
+		{"unsigned", "unsigned", codes.PermissionDenied, v1.Hash{}, ""},
+		{"wrong key", "wrong-key", codes.PermissionDenied, v1.Hash{}, ""},
+		{"tampered manifest", "tampered-manifest", codes.PermissionDenied, v1.Hash{}, ""},
+		{"tampered layer", "tampered-layer", codes.DataLoss, v1.Hash{}, ""},
+		// attest → KEK from the KBS → verify → decrypt → unpack
+		{"encrypted and signed", "model-encrypted", codes.OK, encD, "encrypted"},
+		{"encrypted, KEK denied by policy", "model-encrypted-denied", anyError, v1.Hash{}, ""},
+		{"encrypted, unsigned copy", "model-plain", codes.PermissionDenied, v1.Hash{}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -221,7 +246,7 @@ dir_path = "`+filepath.Join(dir, "kbs-store")+`"
 			if s.Code() == codes.Unimplemented && tc.want != codes.Unimplemented {
 				t.Fatalf("confidential-data-hub does not serve ImagePullService (cmd/confidential-data-hub must register cdh.NewImageService): %v", err)
 			}
-			if s.Code() != tc.want {
+			if (tc.want == anyError && err == nil) || (tc.want != anyError && s.Code() != tc.want) {
 				t.Fatalf("PullImage: %v, want %v", err, tc.want)
 			}
 			if tc.want != codes.OK {
@@ -233,7 +258,7 @@ dir_path = "`+filepath.Join(dir, "kbs-store")+`"
 			if d != tc.digest.String() {
 				t.Fatalf("digest %s, want %s", d, tc.digest)
 			}
-			if b, _ := os.ReadFile(filepath.Join(bundle, "rootfs/etc/marker")); string(b) != "signed" {
+			if b, _ := os.ReadFile(filepath.Join(bundle, "rootfs/etc/marker")); string(b) != tc.marker {
 				t.Fatalf("rootfs not unpacked: %q", b)
 			}
 		})

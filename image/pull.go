@@ -434,7 +434,7 @@ func stripEncrypted(mt types.MediaType) types.MediaType {
 // decompressorFor maps a layer media type to its decompression.
 func decompressorFor(mt types.MediaType) (func(io.Reader) (io.ReadCloser, error), error) {
 	switch mt {
-	case types.OCILayer, types.OCIUncompressedRestrictedLayer, "application/vnd.docker.image.rootfs.diff.tar":
+	case types.OCIUncompressedLayer, types.OCIUncompressedRestrictedLayer, "application/vnd.docker.image.rootfs.diff.tar":
 		return func(r io.Reader) (io.ReadCloser, error) { return io.NopCloser(r), nil }, nil
 	case types.OCILayerZStd:
 		return func(r io.Reader) (io.ReadCloser, error) {
@@ -444,7 +444,7 @@ func decompressorFor(mt types.MediaType) (func(io.Reader) (io.ReadCloser, error)
 			}
 			return d.IOReadCloser(), nil
 		}, nil
-	case types.OCILayer + "+gzip", types.DockerLayer, types.OCIRestrictedLayer, types.DockerForeignLayer:
+	case types.OCILayer, types.DockerLayer, types.OCIRestrictedLayer, types.DockerForeignLayer:
 		return func(r io.Reader) (io.ReadCloser, error) { return gzip.NewReader(r) }, nil
 	}
 	return nil, fmt.Errorf("%w: layer media type %q", ErrUnsupportedMediaType, mt)

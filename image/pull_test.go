@@ -5,6 +5,7 @@ package image
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -298,3 +299,48 @@ func TestBoundedManifest(t *testing.T) {
 }
 
 func nilLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// TestDecompressorForMediaTypes pins the media type → compression map: an
+// OCI "tar+gzip" layer is gzip (ggcr's types.OCILayer), "tar" is not
+// compressed. (An e2e pull of an OCI-typed encrypted image caught these
+// swapped once.)
+func TestDecompressorForMediaTypes(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("payload"))
+	zw.Close()
+	tests := []struct {
+		mt      types.MediaType
+		in      []byte
+		wantErr bool
+	}{
+		{types.OCILayer, gz.Bytes(), false},
+		{types.DockerLayer, gz.Bytes(), false},
+		{types.OCIRestrictedLayer, gz.Bytes(), false},
+		{types.OCIUncompressedLayer, []byte("payload"), false},
+		{"application/vnd.docker.image.rootfs.diff.tar", []byte("payload"), false},
+		{"application/vnd.oci.image.layer.v1.tar+bzip2", nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.mt), func(t *testing.T) {
+			d, err := decompressorFor(tc.mt)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("unsupported media type accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, err := d(bytes.NewReader(tc.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			if err != nil || string(got) != "payload" {
+				t.Fatalf("got %q, %v", got, err)
+			}
+		})
+	}
+}
