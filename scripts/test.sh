@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh clone on a fresh machine:
 #   1. installs what the tests need (Debian packages for the real PostgreSQL
 #      and Redis servers, libssl-dev for the TPM simulator, docker-registry,
-#      the cosign CLI, Go modules),
+#      skopeo and gnupg, the cosign CLI, Go modules),
 #   2. checks gofmt, go vet and go mod tidiness,
 #   3. starts PostgreSQL and Redis on loopback (scripts/services.sh),
 #   4. runs `go test -race ./...` (unit tests and the end-to-end suite, which
@@ -24,6 +24,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 # The OCI registry the signed/encrypted image e2e pushes to and pulls from.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# skopeo --sign-by makes the GPG simple signatures of the image e2e.
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "need root to install: ${need[*]}" >&2; exit 1; fi
   export DEBIAN_FRONTEND=noninteractive
