@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/go-trustee/go-trustee/imagecrypt"
 	"github.com/go-trustee/go-trustee/sealedsecret"
 )
 
@@ -15,7 +16,7 @@ const (
 	// MaxKeyProviderInput bounds a keyprovider request JSON.
 	MaxKeyProviderInput = 1 << 20
 	// MaxAnnotationPacket bounds a decoded annotation packet.
-	MaxAnnotationPacket = 64 << 10
+	MaxAnnotationPacket = imagecrypt.MaxAnnotationPacket
 )
 
 // ReplyShape selects how UnWrapKey encodes optsdata.
@@ -144,55 +145,17 @@ func MarshalUnwrapReply(optsdata []byte, shape ReplyShape) ([]byte, error) {
 }
 
 // AnnotationPacket is the org.opencontainers.image.enc.keys.provider.
-// attestation-agent annotation of an encrypted layer (v2; a v1 packet has
-// only kid, wrapped_data, iv and wrap_type, and gets the defaults).
-type AnnotationPacket struct {
-	Version          string           `json:"version"`
-	Kid              string           `json:"kid"`
-	WrappedData      string           `json:"wrapped_data"`
-	Provider         string           `json:"provider"`
-	IV               *string          `json:"iv,omitempty"`
-	WrapType         *string          `json:"wrap_type,omitempty"`
-	ProviderSettings sealedsecret.Map `json:"provider_settings"`
-	Annotations      sealedsecret.Map `json:"annotations"`
-}
+// attestation-agent annotation of an encrypted layer: one decoder, in
+// package imagecrypt, serves the hub and the image pull engine.
+type AnnotationPacket = imagecrypt.AnnotationPacket
 
-// ParseAnnotationPacket decodes a packet: version defaults to "0.1.0",
-// provider to "kbs"; kid and wrapped_data are required.
+// ParseAnnotationPacket decodes a packet (imagecrypt.ParseAnnotationPacket):
+// version defaults to "0.1.0", provider to "kbs"; kid and wrapped_data are
+// required. Errors wrap ErrInvalidRequest.
 func ParseAnnotationPacket(b []byte) (*AnnotationPacket, error) {
-	if len(b) > MaxAnnotationPacket {
-		return nil, fmt.Errorf("%w: annotation packet of %d bytes exceeds %d", ErrInvalidRequest, len(b), MaxAnnotationPacket)
-	}
-	var raw struct {
-		Version          *string          `json:"version"`
-		Kid              *string          `json:"kid"`
-		WrappedData      *string          `json:"wrapped_data"`
-		Provider         *string          `json:"provider"`
-		IV               *string          `json:"iv"`
-		WrapType         *string          `json:"wrap_type"`
-		ProviderSettings sealedsecret.Map `json:"provider_settings"`
-		Annotations      sealedsecret.Map `json:"annotations"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("%w: annotation packet: %v", ErrInvalidRequest, err)
-	}
-	if raw.Kid == nil || raw.WrappedData == nil {
-		return nil, fmt.Errorf("%w: annotation packet lacks kid or wrapped_data", ErrInvalidRequest)
-	}
-	p := &AnnotationPacket{Version: sealedsecret.Version, Kid: *raw.Kid, WrappedData: *raw.WrappedData,
-		Provider: "kbs", IV: raw.IV, WrapType: raw.WrapType,
-		ProviderSettings: raw.ProviderSettings, Annotations: raw.Annotations}
-	if raw.Version != nil {
-		p.Version = *raw.Version
-	}
-	if raw.Provider != nil {
-		p.Provider = *raw.Provider
-	}
-	if p.ProviderSettings == nil {
-		p.ProviderSettings = sealedsecret.Map{}
-	}
-	if p.Annotations == nil {
-		p.Annotations = sealedsecret.Map{}
+	p, err := imagecrypt.ParseAnnotationPacket(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	return p, nil
 }

@@ -5,7 +5,7 @@
 // key-encryption key (KEK) that the KBS releases, after attestation, at the
 // kbs:/// resource URI named "kid" in the layer's
 // org.opencontainers.image.enc.keys.provider.attestation-agent annotation
-// packet (v1 or v2, see cdh.ParseAnnotationPacket).
+// packet (v1 or v2, see ParseAnnotationPacket).
 //
 // The package registers an in-process ocicrypt key wrapper for the scheme
 // "provider.attestation-agent" (no keyprovider RPC). A key provider

@@ -16,10 +16,9 @@ const MaxAnnotationPacket = 64 << 10
 // packet has only kid, wrapped_data, iv and wrap_type; Version then
 // defaults to "0.1.0" and Provider to "kbs".
 //
-// The decoder has the semantics of cdh.ParseAnnotationPacket; it lives here
-// because package cdh links the data hub's ttRPC keyprovider proto, whose
-// service name clashes with ocicrypt's gRPC one in the protobuf registry,
-// so no binary may link both cdh and ocicrypt.
+// This is the one decoder of packets: the data hub's UnWrapKey
+// (cdh.ParseAnnotationPacket) and the image pull engine both use it.
+// ProviderSettings and Annotations are never nil after decoding.
 type AnnotationPacket struct {
 	Version          string                     `json:"version"`
 	Kid              string                     `json:"kid"`
@@ -61,6 +60,12 @@ func ParseAnnotationPacket(b []byte) (*AnnotationPacket, error) {
 	}
 	if raw.Provider != nil {
 		p.Provider = *raw.Provider
+	}
+	if p.ProviderSettings == nil {
+		p.ProviderSettings = map[string]json.RawMessage{}
+	}
+	if p.Annotations == nil {
+		p.Annotations = map[string]json.RawMessage{}
 	}
 	return p, nil
 }
