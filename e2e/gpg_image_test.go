@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +45,6 @@ func gpgTool(t *testing.T, envVar, tool, pkg string) string {
 // the policy, the public keyring and the sigstore configuration served by
 // our KBS after attestation, and PullImage through confidential-data-hub.
 func TestGPGSignedImagePull(t *testing.T) {
-	registryBin := lookTool(t, "DOCKER_REGISTRY", "docker-registry")
 	skopeoBin := gpgTool(t, "SKOPEO", "skopeo", "skopeo")
 	gpgBin := gpgTool(t, "GPG", "gpg", "gpg")
 
@@ -113,16 +111,7 @@ func TestGPGSignedImagePull(t *testing.T) {
 		t.Fatal("empty exported keyring")
 	}
 
-	// The registry.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	regAddr := l.Addr().String()
-	l.Close()
-	regRoot := filepath.Join(dir, "registry")
-	regCfg := write("registry.yml", []byte(fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", regRoot, regAddr)))
-	startDaemon(t, dir, tcpReady(regAddr), registryBin, "serve", regCfg)
+	regAddr, _ := startRegistry(t, dir)
 
 	repo, err := name.NewRepository(regAddr + "/coco/gpg")
 	if err != nil {
@@ -188,21 +177,7 @@ func TestGPGSignedImagePull(t *testing.T) {
 
 	// The KBS releases the policy, the keyring and the sigstore
 	// configuration after attestation.
-	kbsCfg := write("kbs.toml", []byte(`
-[http_server]
-sockets = ["127.0.0.1:0"]
-insecure_http = true
-[admin]
-authorization_mode = "InsecureAllowAll"
-[attestation_service]
-type = "coco_as_builtin"
-[storage_backend]
-storage_type = "LocalFs"
-[storage_backend.backends.local_fs]
-dir_path = "`+filepath.Join(dir, "kbs-store")+`"
-`))
-	_, addr := startProc(t, dir, bin.kbs, "--config-file", kbsCfg)
-	kbsURL := "http://" + addr
+	kbsURL := startDevKBS(t, dir)
 	admin := func(args ...string) {
 		mustRun(t, dir, bin.kbsClient, append([]string{"--url", kbsURL, "config"}, args...)...)
 	}
@@ -214,19 +189,9 @@ dir_path = "`+filepath.Join(dir, "kbs-store")+`"
 	admin("set-resource", "--path", "default/sigstore-config/gpg", "--resource-file", write("sigstore.yaml", []byte(sigstoreCfg)))
 	admin("set-resource-policy", "--policy-file", write("policy.rego", []byte(guestPolicy)))
 
-	aaSock := filepath.Join(dir, "aa.sock")
-	cdhSock := filepath.Join(dir, "cdh.sock")
-	aaCfg := write("aa.toml", []byte(fmt.Sprintf("[token_configs.kbs]\nurl = %q\n", kbsURL)))
-	startDaemon(t, dir, socketReady(aaSock), bin.attestationAgent, "--attestation_sock", "unix://"+aaSock, "-c", aaCfg)
-	cdhCfg := write("cdh.toml", []byte(fmt.Sprintf("socket = %q\n[aa]\naa_socket = %q\n[kbc]\nname = \"cc_kbc\"\nurl = %q\n[image]\nwork_dir = %q\nimage_security_policy_uri = \"kbs:///default/security-policy/gpg\"\nsigstore_config_uri = \"kbs:///default/sigstore-config/gpg\"\n",
-		"unix://"+cdhSock, "unix://"+aaSock, kbsURL, filepath.Join(dir, "image-work"))))
-	cdhBin := bin.confidentialDataHub
-	if p := os.Getenv("E2E_CONFIDENTIAL_DATA_HUB"); p != "" {
-		cdhBin = p
-	}
-	startDaemon(t, dir, socketReady(cdhSock), cdhBin, "-c", cdhCfg)
+	g := startGuestStack(t, dir, kbsURL, fmt.Sprintf("[image]\nwork_dir = %q\nimage_security_policy_uri = \"kbs:///default/security-policy/gpg\"\nsigstore_config_uri = \"kbs:///default/sigstore-config/gpg\"\n", filepath.Join(dir, "image-work")))
 
-	c, err := cdh.NewClient("unix://" + cdhSock)
+	c, err := cdh.NewClient("unix://" + g.cdhSock)
 	if err != nil {
 		t.Fatal(err)
 	}

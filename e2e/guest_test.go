@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -114,22 +113,7 @@ func TestGuestComponents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kbsCfg := filepath.Join(dir, "kbs.toml")
-	os.WriteFile(kbsCfg, []byte(`
-[http_server]
-sockets = ["127.0.0.1:0"]
-insecure_http = true
-[admin]
-authorization_mode = "InsecureAllowAll"
-[attestation_service]
-type = "coco_as_builtin"
-[storage_backend]
-storage_type = "LocalFs"
-[storage_backend.backends.local_fs]
-dir_path = "`+filepath.Join(dir, "kbs-store")+`"
-`), 0o600)
-	_, addr := startProc(t, dir, bin.kbs, "--config-file", kbsCfg)
-	kbsURL := "http://" + addr
+	kbsURL := startDevKBS(t, dir)
 
 	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)
@@ -147,13 +131,8 @@ dir_path = "`+filepath.Join(dir, "kbs-store")+`"
 	admin("set-resource", "--path", "default/sealed-secret/test", "--resource-file", write("sealed-value", []byte("unsealed kata secret")))
 	admin("set-resource-policy", "--policy-file", write("policy.rego", []byte(guestPolicy)))
 
-	aaSock := filepath.Join(dir, "aa.sock")
-	cdhSock := filepath.Join(dir, "cdh.sock")
-	aaCfg := write("aa.toml", []byte(fmt.Sprintf("[token_configs.kbs]\nurl = %q\n", kbsURL)))
-	startDaemon(t, dir, socketReady(aaSock), bin.attestationAgent, "--attestation_sock", "unix://"+aaSock, "-c", aaCfg)
-	cdhCfg := write("cdh.toml", []byte(fmt.Sprintf("socket = %q\n[aa]\naa_socket = %q\n[kbc]\nname = \"cc_kbc\"\nurl = %q\n",
-		"unix://"+cdhSock, "unix://"+aaSock, kbsURL)))
-	cdhProc := startDaemon(t, dir, socketReady(cdhSock), bin.confidentialDataHub, "-c", cdhCfg)
+	g := startGuestStack(t, dir, kbsURL, "")
+	aaSock, cdhSock, cdhProc := g.aaSock, g.cdhSock, g.cdh
 	startDaemon(t, dir, tcpReady("127.0.0.1:8006"), bin.apiServerRest,
 		"--bind", "127.0.0.1:8006", "--features", "all", "--cdh_addr", "unix://"+cdhSock, "--aa_addr", "unix://"+aaSock)
 

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,22 +26,6 @@ import (
 
 	"github.com/go-trustee/go-trustee/cdh"
 )
-
-// lookTool finds an external tool: $envVar, then PATH.
-func lookTool(t *testing.T, envVar, name string) string {
-	t.Helper()
-	if p := os.Getenv(envVar); p != "" {
-		return p
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found: scripts/test.sh installs it (set %s)", name, envVar)
-		}
-		t.Skipf("%s not found (set %s or install it: docker-registry is a Debian package, cosign comes from go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5)", name, envVar)
-	}
-	return p
-}
 
 func e2eImage(t *testing.T, marker string) v1.Image {
 	t.Helper()
@@ -70,7 +53,6 @@ func e2eImage(t *testing.T, marker string) v1.Image {
 // policy and cosign.pub served by our KBS after attestation, and PullImage
 // through confidential-data-hub.
 func TestSignedImagePull(t *testing.T) {
-	registryBin := lookTool(t, "DOCKER_REGISTRY", "docker-registry")
 	cosignBin := lookTool(t, "COSIGN", "cosign")
 
 	dir, err := os.MkdirTemp("", "gti-")
@@ -89,16 +71,7 @@ func TestSignedImagePull(t *testing.T) {
 		return p
 	}
 
-	// The registry.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	regAddr := l.Addr().String()
-	l.Close()
-	regRoot := filepath.Join(dir, "registry")
-	regCfg := write("registry.yml", []byte(fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", regRoot, regAddr)))
-	startDaemon(t, dir, tcpReady(regAddr), registryBin, "serve", regCfg)
+	regAddr, regRoot := startRegistry(t, dir)
 
 	repo, err := name.NewRepository(regAddr + "/coco/app")
 	if err != nil {
@@ -158,21 +131,7 @@ func TestSignedImagePull(t *testing.T) {
 
 	// The KBS: policy.json and cosign.pub are resources released after
 	// attestation.
-	kbsCfg := write("kbs.toml", []byte(`
-[http_server]
-sockets = ["127.0.0.1:0"]
-insecure_http = true
-[admin]
-authorization_mode = "InsecureAllowAll"
-[attestation_service]
-type = "coco_as_builtin"
-[storage_backend]
-storage_type = "LocalFs"
-[storage_backend.backends.local_fs]
-dir_path = "`+filepath.Join(dir, "kbs-store")+`"
-`))
-	_, addr := startProc(t, dir, bin.kbs, "--config-file", kbsCfg)
-	kbsURL := "http://" + addr
+	kbsURL := startDevKBS(t, dir)
 	admin := func(args ...string) {
 		mustRun(t, dir, bin.kbsClient, append([]string{"--url", kbsURL, "config"}, args...)...)
 	}
@@ -200,19 +159,9 @@ dir_path = "`+filepath.Join(dir, "kbs-store")+`"
 	encD := encrypt("model-plain", "model-encrypted", "kbs:///default/image-kek/model")
 	encrypt("model-plain", "model-encrypted-denied", "kbs:///default/denied/model-kek")
 
-	aaSock := filepath.Join(dir, "aa.sock")
-	cdhSock := filepath.Join(dir, "cdh.sock")
-	aaCfg := write("aa.toml", []byte(fmt.Sprintf("[token_configs.kbs]\nurl = %q\n", kbsURL)))
-	startDaemon(t, dir, socketReady(aaSock), bin.attestationAgent, "--attestation_sock", "unix://"+aaSock, "-c", aaCfg)
-	cdhCfg := write("cdh.toml", []byte(fmt.Sprintf("socket = %q\n[aa]\naa_socket = %q\n[kbc]\nname = \"cc_kbc\"\nurl = %q\n[image]\nwork_dir = %q\nimage_security_policy_uri = \"kbs:///default/security-policy/test\"\n",
-		"unix://"+cdhSock, "unix://"+aaSock, kbsURL, filepath.Join(dir, "image-work"))))
-	cdhBin := bin.confidentialDataHub
-	if p := os.Getenv("E2E_CONFIDENTIAL_DATA_HUB"); p != "" {
-		cdhBin = p // a separately built hub (e.g. with extra services)
-	}
-	startDaemon(t, dir, socketReady(cdhSock), cdhBin, "-c", cdhCfg)
+	g := startGuestStack(t, dir, kbsURL, fmt.Sprintf("[image]\nwork_dir = %q\nimage_security_policy_uri = \"kbs:///default/security-policy/test\"\n", filepath.Join(dir, "image-work")))
 
-	c, err := cdh.NewClient("unix://" + cdhSock)
+	c, err := cdh.NewClient("unix://" + g.cdhSock)
 	if err != nil {
 		t.Fatal(err)
 	}

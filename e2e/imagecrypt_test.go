@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -59,20 +58,7 @@ func TestEncryptedImageKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	kbsCfg := filepath.Join(dir, "kbs.toml")
-	os.WriteFile(kbsCfg, []byte(`
-[http_server]
-sockets = ["127.0.0.1:0"]
-insecure_http = true
-[admin]
-authorization_mode = "InsecureAllowAll"
-[storage_backend]
-storage_type = "LocalFs"
-[storage_backend.backends.local_fs]
-dir_path = "`+filepath.Join(dir, "kbs-store")+`"
-`), 0o600)
-	_, addr := startProc(t, dir, bin.kbs, "--config-file", kbsCfg)
-	kbsURL := "http://" + addr
+	kbsURL := startDevKBS(t, dir)
 	pol := filepath.Join(dir, "policy.rego")
 	os.WriteFile(pol, []byte(imagePolicy), 0o600)
 	mustRun(t, dir, bin.kbsClient, "--url", kbsURL, "config", "set-resource-policy", "--policy-file", pol)
@@ -127,16 +113,8 @@ dir_path = "`+filepath.Join(dir, "kbs-store")+`"
 	}
 
 	// Guest side.
-	aaSock := filepath.Join(dir, "aa.sock")
-	cdhSock := filepath.Join(dir, "cdh.sock")
-	aaCfg := filepath.Join(dir, "aa.toml")
-	os.WriteFile(aaCfg, []byte(fmt.Sprintf("[token_configs.kbs]\nurl = %q\n", kbsURL)), 0o600)
-	startDaemon(t, dir, socketReady(aaSock), bin.attestationAgent, "--attestation_sock", "unix://"+aaSock, "-c", aaCfg)
-	cdhCfg := filepath.Join(dir, "cdh.toml")
-	os.WriteFile(cdhCfg, []byte(fmt.Sprintf("socket = %q\n[aa]\naa_socket = %q\n[kbc]\nname = \"cc_kbc\"\nurl = %q\n",
-		"unix://"+cdhSock, "unix://"+aaSock, kbsURL)), 0o600)
-	startDaemon(t, dir, socketReady(cdhSock), bin.confidentialDataHub, "-c", cdhCfg, "--keyprovider-reply", "go")
-	hub, err := cdh.NewClient("unix://" + cdhSock)
+	g := startGuestStack(t, dir, kbsURL, "", "--keyprovider-reply", "go")
+	hub, err := cdh.NewClient("unix://" + g.cdhSock)
 	if err != nil {
 		t.Fatal(err)
 	}
