@@ -24,45 +24,17 @@ import (
 
 // gpgTool finds an external tool for the GPG simple-signing test: $envVar,
 // then PATH. In CI (env CI set) a missing tool fails the test.
-func gpgTool(t *testing.T, envVar, tool, pkg string) string {
-	t.Helper()
-	if p := os.Getenv(envVar); p != "" {
-		return p
-	}
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found: scripts/test.sh must apt-get install -y %s (or set %s)", tool, pkg, envVar)
-		}
-		t.Skipf("%s not found (apt-get install -y %s, or set %s)", tool, pkg, envVar)
-	}
-	return p
-}
-
 // TestGPGSignedImagePull runs the simple-signing (signedBy, GPGKeys) flow
 // with real processes: a Debian docker-registry on loopback, images signed
 // by skopeo --sign-by with GPG keys made by gpg into a file:// lookaside,
 // the policy, the public keyring and the sigstore configuration served by
 // our KBS after attestation, and PullImage through confidential-data-hub.
 func TestGPGSignedImagePull(t *testing.T) {
-	skopeoBin := gpgTool(t, "SKOPEO", "skopeo", "skopeo")
-	gpgBin := gpgTool(t, "GPG", "gpg", "gpg")
+	skopeoBin := lookTool(t, "SKOPEO", "skopeo")
+	gpgBin := lookTool(t, "GPG", "gpg")
 
-	dir, err := os.MkdirTemp("", "gtg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	dir := socketDir(t, "gtg-")
+	write := fileWriter(t, dir)
 
 	// Two GPG signing keys in a private GNUPGHOME: only the first one's
 	// public keyring goes to the KBS.

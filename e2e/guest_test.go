@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -104,24 +103,14 @@ func TestGuestComponents(t *testing.T) {
 	if !tcpFree("127.0.0.1:8006") {
 		t.Fatal("127.0.0.1:8006 is in use; the workload-facing port of api-server-rest must be free")
 	}
-	dir, err := os.MkdirTemp("", "gt-") // short: unix socket paths are limited to 108 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := socketDir(t, "gt-")
 	kata, err := filepath.Abs(kataData)
 	if err != nil {
 		t.Fatal(err)
 	}
 	kbsURL := startDevKBS(t, dir)
 
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 	admin := func(args ...string) {
 		mustRun(t, dir, bin.kbsClient, append([]string{"--url", kbsURL, "config"}, args...)...)
 	}

@@ -55,21 +55,8 @@ func e2eImage(t *testing.T, marker string) v1.Image {
 func TestSignedImagePull(t *testing.T) {
 	cosignBin := lookTool(t, "COSIGN", "cosign")
 
-	dir, err := os.MkdirTemp("", "gti-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	dir := socketDir(t, "gti-")
+	write := fileWriter(t, dir)
 
 	regAddr, regRoot := startRegistry(t, dir)
 

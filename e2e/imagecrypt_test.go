@@ -53,11 +53,7 @@ func freeAddr(t *testing.T) string {
 // the hub's ttrpc KeyProviderService/UnWrapKey. A KEK the resource policy
 // denies fails closed.
 func TestEncryptedImageKeys(t *testing.T) {
-	dir, err := os.MkdirTemp("", "ic-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := socketDir(t, "ic-")
 	kbsURL := startDevKBS(t, dir)
 	pol := filepath.Join(dir, "policy.rego")
 	os.WriteFile(pol, []byte(imagePolicy), 0o600)

@@ -89,7 +89,36 @@ func lookTool(t *testing.T, envVar, name string) string {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("%s not found: scripts/test.sh installs it (set %s)", name, envVar)
 		}
-		t.Skipf("%s not found (set %s or install it: docker-registry is a Debian package, cosign comes from go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5)", name, envVar)
+		t.Skipf("%s not found (set %s, or run scripts/test.sh, which installs docker-registry, skopeo and gnupg from Debian and cosign with go install)", name, envVar)
 	}
 	return p
+}
+
+// socketDir returns a short temporary directory, removed at the end of the
+// test: unix socket paths are limited to 108 bytes, which t.TempDir can
+// exceed.
+func socketDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// fileWriter returns a function writing name (a path under dir, parent
+// directories created) with mode 0600 and returning its full path.
+func fileWriter(t *testing.T, dir string) func(name string, b []byte) string {
+	return func(name string, b []byte) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
 }
