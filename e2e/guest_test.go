@@ -170,7 +170,15 @@ func TestGuestComponents(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("denied read took %v: the hub re-attested instead of stopping on PolicyDeny", d)
 	}
-	if logs := cdhProc.Logs(); !strings.Contains(logs, "PolicyDeny") && !strings.Contains(logs, "denied by policy") {
+	// The hub's stderr reaches us through a pipe copier: give the record a
+	// moment to arrive.
+	hasReason := func(l string) bool {
+		return strings.Contains(l, "PolicyDeny") || strings.Contains(l, "denied by policy")
+	}
+	for deadline := time.Now().Add(10 * time.Second); !hasReason(cdhProc.Logs()) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if logs := cdhProc.Logs(); !hasReason(logs) {
 		t.Fatalf("the data hub's log does not carry the deny reason:\n%s", logs)
 	}
 }
