@@ -26,10 +26,11 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/token/jwt"
 )
 
-const upstreamConfigs = "../../shared/testdata/trustee/kbs/"
+var upstreamConfigs = testvectors.Path("trustee/kbs/")
 
 var now = time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 

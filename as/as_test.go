@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/storage/memory"
@@ -315,7 +316,7 @@ func mustReportData(t *testing.T, req VerificationRequest) []byte {
 // The JWKS of the fixture key and chain is exactly upstream's, and a token
 // signed with them verifies through the x5c chain.
 func TestSignerFixture(t *testing.T) {
-	dir := "../../shared/testdata/trustee/attestation-service/tests/fixtures/jwk/"
+	dir := testvectors.Path("trustee/attestation-service/tests/fixtures/jwk/")
 	cfg := Config{TokenBroker: TokenBrokerConfig{Signer: &SignerConfig{
 		KeyPath: dir + "signing-key.pem", CertPath: dir + "cert-chain.pem", CertURL: "",
 	}}}
@@ -351,7 +352,7 @@ func TestSignerFixture(t *testing.T) {
 }
 
 func TestSignerConfigErrors(t *testing.T) {
-	dir := "../../shared/testdata/trustee/attestation-service/tests/fixtures/jwk/"
+	dir := testvectors.Path("trustee/attestation-service/tests/fixtures/jwk/")
 	tmp := t.TempDir()
 	write := func(name, content string) string {
 		p := tmp + "/" + name
@@ -360,7 +361,7 @@ func TestSignerConfigErrors(t *testing.T) {
 		}
 		return p
 	}
-	otherChain, _ := os.ReadFile("../../shared/testdata/trustee/kbs/test/data/test_cert_chain.pem")
+	otherChain, _ := os.ReadFile(testvectors.Path("trustee/kbs/test/data/test_cert_chain.pem"))
 	tests := []struct {
 		name   string
 		signer *SignerConfig
@@ -947,7 +948,7 @@ func TestUpstreamKBSConfigs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
-			cfg := decodeKBSConfig(t, "../../shared/testdata/trustee/kbs/test_data/configs/"+tc.file)
+			cfg := decodeKBSConfig(t, testvectors.Path("trustee/kbs/test_data/configs/")+tc.file)
 			if cfg.RVPS.Type != tc.rvpsType || cfg.TokenBroker.DurationMin != tc.duration {
 				t.Errorf("decoded %+v", cfg)
 			}

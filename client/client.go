@@ -49,7 +49,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/go-trustee/go-trustee/attester"
+	"github.com/go-trustee/go-trustee/guest/attester"
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/protocol"
 )

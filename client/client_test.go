@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-trustee/go-trustee/attester"
-	"github.com/go-trustee/go-trustee/attester/sample"
 	"github.com/go-trustee/go-trustee/client/fakekbs"
+	"github.com/go-trustee/go-trustee/guest/attester"
+	"github.com/go-trustee/go-trustee/guest/attester/sample"
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/protocol"
 )

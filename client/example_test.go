@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net/http/httptest"
 
-	"github.com/go-trustee/go-trustee/attester/sample"
 	"github.com/go-trustee/go-trustee/client"
 	"github.com/go-trustee/go-trustee/client/fakekbs"
+	"github.com/go-trustee/go-trustee/guest/attester/sample"
 )
 
 // A guest attests with the (insecure) sample TEE and reads a resource.

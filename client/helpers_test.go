@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-trustee/go-trustee/attester/sample"
 	"github.com/go-trustee/go-trustee/client/fakekbs"
+	"github.com/go-trustee/go-trustee/guest/attester/sample"
 	"github.com/go-trustee/go-trustee/protocol"
 )
 

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/go-trustee/go-trustee/attester"
+	"github.com/go-trustee/go-trustee/guest/attester"
 	"github.com/go-trustee/go-trustee/protocol"
 )
 

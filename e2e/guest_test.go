@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-trustee/go-trustee/cdh"
+	"github.com/go-trustee/go-trustee/guest/cdh"
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
-const kataData = "../../shared/testdata/kata"
+var kataData = testvectors.Path("kata")
 
 // guestPolicy admits the sample TEE for every resource but those of type
 // "denied". Test only: the sample TEE proves nothing.

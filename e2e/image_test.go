@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/go-trustee/go-trustee/cdh"
+	"github.com/go-trustee/go-trustee/guest/cdh"
 )
 
 func e2eImage(t *testing.T, marker string) v1.Image {

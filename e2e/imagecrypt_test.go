@@ -19,7 +19,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/go-trustee/go-trustee/cdh"
+	"github.com/go-trustee/go-trustee/guest/cdh"
 	"github.com/go-trustee/go-trustee/imagecrypt"
 )
 

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
-const upstreamKBSConfig = "../../shared/testdata/trustee/kbs/test/config/kbs.toml"
+var upstreamKBSConfig = testvectors.Path("trustee/kbs/test/config/kbs.toml")
 
 // bgcheckPolicy is upstream's e2e resource policy shape: a fixed path and
 // the sample TEE's evidence.

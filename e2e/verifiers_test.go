@@ -4,18 +4,19 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/go-trustee/go-trustee/verifier/snp"
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/verifier/tdx"
 	"github.com/go-trustee/go-trustee/verifier/tdx/fakepcs"
 )
 
-const verifierData = "../../shared/testdata/trustee/verifier"
+var verifierData = testvectors.Path("trustee/verifier")
 
 // TestRestfulASRealEvidence drives the restful-as binary with recorded
 // hardware evidence: an SNP report (Genoa, VCEK in the evidence's
@@ -64,7 +65,7 @@ func TestRestfulASRealEvidence(t *testing.T) {
 
 	t.Run("snp", func(t *testing.T) {
 		ev := readFile(t, "../verifier/snp/fakekds/testdata/genoa-evidence.json")
-		parsed, err := snp.ParseEvidence(ev)
+		parsed, err := snpev.ParseEvidence(ev)
 		if err != nil {
 			t.Fatal(err)
 		}

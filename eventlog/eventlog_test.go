@@ -10,12 +10,14 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
 // Upstream vectors, read by path relative to this package directory.
-const (
-	sharedEventlog = "../../shared/testdata/trustee/eventlog"
-	sharedVerifier = "../../shared/testdata/trustee/verifier"
+var (
+	sharedEventlog = testvectors.Path("trustee/eventlog")
+	sharedVerifier = testvectors.Path("trustee/verifier")
 )
 
 // extraVectorsEnv names a directory with more CCEL_* / CCEL_*_out.json

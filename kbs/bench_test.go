@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/go-trustee/go-trustee/as"
-	"github.com/go-trustee/go-trustee/attester/sample"
 	"github.com/go-trustee/go-trustee/client"
+	"github.com/go-trustee/go-trustee/guest/attester/sample"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/resourcepolicy"
 )

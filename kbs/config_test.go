@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
-const upstreamKBS = "../../shared/testdata/trustee/kbs"
+var upstreamKBS = testvectors.Path("trustee/kbs")
 
 func TestLoadUpstreamConfigs(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(upstreamKBS, "test_data/configs/*.toml"))
@@ -16,7 +18,7 @@ func TestLoadUpstreamConfigs(t *testing.T) {
 	}
 	files = append(files, filepath.Join(upstreamKBS, "test/config/kbs.toml"))
 	if len(files) < 15 {
-		t.Fatalf("found only %d upstream config files; is ../shared beside the repository?", len(files))
+		t.Fatalf("found only %d upstream config files; are the vectors under testdata/upstream?", len(files))
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

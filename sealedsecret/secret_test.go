@@ -14,11 +14,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
-const (
-	vectors = "../../shared/testdata/guest-components/confidential-data-hub/hub/src/secret/tests/"
-	kata    = "../../shared/testdata/kata/"
+var (
+	vectors = testvectors.Path("guest-components/confidential-data-hub/hub/src/secret/tests/")
+	kata    = testvectors.Path("kata/")
 )
 
 func read(t testing.TB, path string) []byte {

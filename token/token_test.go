@@ -26,11 +26,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/token/jwt"
 )
 
-const vectors = "../../shared/testdata/trustee/kbs/test_data/jwk/"
+var vectors = testvectors.Path("trustee/kbs/test_data/jwk/")
 
 // now lies inside the validity of the upstream scenario certificates
 // (2026-04-15 .. 2036-04-12) and of the test CA below.

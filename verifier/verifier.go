@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/go-trustee/go-trustee/protocol"
+	"github.com/go-trustee/go-trustee/protocol/evidence"
 )
 
 // Class is the kind of device a set of claims describes; it selects the
@@ -68,13 +69,14 @@ var (
 	// registered verifier.
 	ErrUnsupportedTee = errors.New("verifier: TEE not supported")
 	// ErrReportDataMismatch means the evidence is not bound to the expected
-	// report data (nonce and TEE key).
-	ErrReportDataMismatch = errors.New("report data mismatch")
+	// report data (nonce and TEE key). It is evidence.ErrReportDataMismatch.
+	ErrReportDataMismatch = evidence.ErrReportDataMismatch
 	// ErrInitDataMismatch means the evidence is not bound to the expected
-	// init-data digest.
-	ErrInitDataMismatch = errors.New("init-data digest mismatch")
-	// ErrMalformedEvidence means the evidence could not be parsed.
-	ErrMalformedEvidence = errors.New("malformed evidence")
+	// init-data digest. It is evidence.ErrInitDataMismatch.
+	ErrInitDataMismatch = evidence.ErrInitDataMismatch
+	// ErrMalformedEvidence means the evidence could not be parsed. It is
+	// evidence.ErrMalformed.
+	ErrMalformedEvidence = evidence.ErrMalformed
 )
 
 // Registry maps TEE types to verifiers. The zero value is empty and ready.

@@ -25,7 +25,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-trustee/go-trustee/attester/sample"
+	"github.com/go-trustee/go-trustee/guest/attester/sample"
 	"github.com/go-trustee/go-trustee/protocol"
 )
 

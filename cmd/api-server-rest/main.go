@@ -28,8 +28,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-trustee/go-trustee/asr"
-	"github.com/go-trustee/go-trustee/cdh"
+	"github.com/go-trustee/go-trustee/guest/asr"
+	"github.com/go-trustee/go-trustee/guest/cdh"
 	"github.com/go-trustee/go-trustee/internal/limits"
 )
 

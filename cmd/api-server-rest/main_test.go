@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-trustee/go-trustee/cdh"
+	"github.com/go-trustee/go-trustee/guest/cdh"
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
-const offline = "../../../shared/testdata/guest-components/image-rs/test_data/offline-fs-kbc/"
+var offline = testvectors.Path("guest-components/image-rs/test_data/offline-fs-kbc/")
 
 func TestServesResources(t *testing.T) {
 	dir, err := os.MkdirTemp("", "asrcmd")

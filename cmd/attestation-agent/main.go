@@ -35,9 +35,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-trustee/go-trustee/aa"
-	"github.com/go-trustee/go-trustee/aael"
-	"github.com/go-trustee/go-trustee/attester/detect"
+	"github.com/go-trustee/go-trustee/guest/aa"
+	"github.com/go-trustee/go-trustee/guest/aael"
+	"github.com/go-trustee/go-trustee/guest/attester/detect"
 	"github.com/go-trustee/go-trustee/internal/limits"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 
-	"github.com/go-trustee/go-trustee/guest/aaproto"
+	"github.com/go-trustee/go-trustee/guest/proto/aaproto"
 )
 
 // testEnv is an environment with a fake kernel command line and an empty

@@ -23,11 +23,12 @@ import (
 	"github.com/go-trustee/go-trustee/client"
 	"github.com/go-trustee/go-trustee/client/fakekbs"
 	"github.com/go-trustee/go-trustee/imagecrypt"
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
 // upstreamGRPCConf is image-rs's ocicrypt keyprovider config for a gRPC
 // coco_keyprovider.
-const upstreamGRPCConf = "../../../shared/testdata/guest-components/image-rs/test_data/ocicrypt_keyprovider_grpc.conf"
+var upstreamGRPCConf = testvectors.Path("guest-components/image-rs/test_data/ocicrypt_keyprovider_grpc.conf")
 
 // startServer runs coco-keyprovider on a free port and returns its address.
 func startServer(t *testing.T, args ...string) string {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 
-	"github.com/go-trustee/go-trustee/cdh"
+	"github.com/go-trustee/go-trustee/guest/cdh"
 )
 
 // registerImageService serves api.ImagePullService/PullImage: signature

@@ -7,7 +7,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 
-	"github.com/go-trustee/go-trustee/cdh"
+	"github.com/go-trustee/go-trustee/guest/cdh"
 )
 
 // registerImageService: this build has no image pull. Signature

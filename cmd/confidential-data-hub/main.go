@@ -31,7 +31,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 
-	"github.com/go-trustee/go-trustee/cdh"
+	"github.com/go-trustee/go-trustee/guest/cdh"
 )
 
 func main() {

@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-trustee/go-trustee/cdh"
+	"github.com/go-trustee/go-trustee/guest/cdh"
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
-const offline = "../../../shared/testdata/guest-components/image-rs/test_data/offline-fs-kbc/"
+var offline = testvectors.Path("guest-components/image-rs/test_data/offline-fs-kbc/")
 
 func tempDir(t *testing.T) string {
 	t.Helper()

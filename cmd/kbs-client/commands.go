@@ -12,9 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/go-trustee/go-trustee/attester"
-	"github.com/go-trustee/go-trustee/attester/sample"
 	"github.com/go-trustee/go-trustee/client"
+	"github.com/go-trustee/go-trustee/guest/attester"
+	"github.com/go-trustee/go-trustee/guest/attester/sample"
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/protocol"
 )

@@ -14,9 +14,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
-const fixtures = "../../../shared/testdata/trustee/attestation-service/tests/fixtures/jwk/"
+var fixtures = testvectors.Path("trustee/attestation-service/tests/fixtures/jwk/")
 
 // startAS runs the binary's run() and returns its base URL and a stop
 // function that checks the graceful shutdown.

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
-const kata = "../../../shared/testdata/kata/"
+var kata = testvectors.Path("kata/")
 
 func secret(t *testing.T, args ...string) (string, error) {
 	t.Helper()

@@ -42,8 +42,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/go-trustee/go-trustee/attester/sample"
 	"github.com/go-trustee/go-trustee/client"
+	"github.com/go-trustee/go-trustee/guest/attester/sample"
 	"github.com/go-trustee/go-trustee/kbs"
 )
 

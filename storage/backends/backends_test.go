@@ -10,6 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/storage/localfs"
 	"github.com/go-trustee/go-trustee/storage/localjson"
@@ -20,7 +21,7 @@ import (
 )
 
 // testdata is the shared upstream vector directory, beside the repository.
-const testdata = "../../../shared/testdata/trustee/kbs"
+var testdata = testvectors.Path("trustee/kbs")
 
 func TestNormalizeType(t *testing.T) {
 	tests := []struct {

@@ -57,6 +57,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"log/slog"
 	"strconv"
 	"time"
@@ -245,7 +246,7 @@ func (v *Verifier) Evaluate(ctx context.Context, evidence []byte, exp verifier.E
 	if _, err := v.snp.VerifyReport(ctx, hcl.HWReport, ev.VCEK); err != nil {
 		return nil, fmt.Errorf("verifying SNP report: %w", err)
 	}
-	rep, err := snp.ParseReport(hcl.HWReport)
+	rep, err := snpev.ParseReport(hcl.HWReport)
 	if err != nil {
 		return nil, fmt.Errorf("parsing SNP report: %w", err)
 	}
@@ -260,7 +261,7 @@ func (v *Verifier) Evaluate(ctx context.Context, evidence []byte, exp verifier.E
 
 // reportClaims are upstream's parse_tee_evidence_az: the SNP report's
 // fields formatted as strings.
-func reportClaims(r *snp.Report) verifier.Claims {
+func reportClaims(r *snpev.Report) verifier.Claims {
 	p, pi := r.Policy, r.PlatInfo
 	b := strconv.FormatBool
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }

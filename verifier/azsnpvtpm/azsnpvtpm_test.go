@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/verifier"
 	"github.com/go-trustee/go-trustee/verifier/snp"
 	"github.com/go-trustee/go-trustee/verifier/tpmquote"
 )
 
-const dir = "../../../shared/testdata/trustee/verifier/az-snp-vtpm/"
+var dir = testvectors.Path("trustee/verifier/az-snp-vtpm/")
 
 // recorded is a time at which the VCEK of evidence-v0/v1.json (valid from
 // 2025-01-28 to 2032-01-28) is valid.
@@ -167,7 +168,7 @@ func TestErrors(t *testing.T) {
 		return []byte(`{"version":` + v + `,` + strings.TrimPrefix(strings.TrimSpace(string(read(t, "evidence-v0.json"))), "{"))
 	}
 	tdxHCL := base64.RawURLEncoding.EncodeToString(func() []byte {
-		b, err := os.ReadFile("../../../shared/testdata/trustee/verifier/az-tdx-vtpm/hcl-report.bin")
+		b, err := os.ReadFile(testvectors.Path("trustee/verifier/az-tdx-vtpm/hcl-report.bin"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-trustee/go-trustee/as"
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/storage/memory"
 	"github.com/go-trustee/go-trustee/verifier"
@@ -23,7 +24,7 @@ import (
 	"github.com/go-trustee/go-trustee/verifier/tpmquote"
 )
 
-const dir = "../../../shared/testdata/trustee/verifier/"
+var dir = testvectors.Path("trustee/verifier/")
 
 var (
 	challenge = []byte("challenge")

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -46,7 +47,7 @@ func TestAttestationService(t *testing.T) {
 	srv := httptest.NewServer(svc.Handler())
 	defer srv.Close()
 
-	ev, err := snp.ParseEvidence(fakekds.GenoaEvidence())
+	ev, err := snpev.ParseEvidence(fakekds.GenoaEvidence())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"math/big"
 	"sync"
 	"sync/atomic"
@@ -209,21 +210,21 @@ func parseHWID(v []byte, prod *product) ([]byte, error) {
 // cert_chain, as upstream: the first VCEK or VLEK entry; the ASK entry (the
 // last one), else the bundled ASK (ASVK for a VLEK); every ARK entry must
 // be the bundled ARK. Verified chains are remembered by their digest.
-func (v *Verifier) endorsementFromChain(prod *product, entries []CertEntry) (*endorsement, error) {
+func (v *Verifier) endorsementFromChain(prod *product, entries []snpev.CertEntry) (*endorsement, error) {
 	var vekDER, askDER []byte
 	kind := kindVCEK
 	for i, c := range entries {
 		switch c.Type {
-		case CertARK:
+		case snpev.CertARK:
 			if err := checkARK(prod, c.Data, i); err != nil {
 				return nil, err
 			}
-		case CertASK:
+		case snpev.CertASK:
 			askDER = c.Data
-		case CertVCEK, CertVLEK:
+		case snpev.CertVCEK, snpev.CertVLEK:
 			if vekDER == nil {
 				vekDER = c.Data
-				if c.Type == CertVLEK {
+				if c.Type == snpev.CertVLEK {
 					kind = kindVLEK
 				}
 			}
@@ -309,7 +310,7 @@ func (v *Verifier) endorsementFromDER(prod *product, der []byte) (*endorsement, 
 // verifyWith checks rep (whose signed encoding is raw) against a verified
 // endorsement key: certificate validity at Now, the report signature, the
 // chip ID and the reported TCB.
-func (v *Verifier) verifyWith(e *endorsement, rep *Report, raw []byte, prod *product) error {
+func (v *Verifier) verifyWith(e *endorsement, rep *snpev.Report, raw []byte, prod *product) error {
 	if e.product != prod.name {
 		return fmt.Errorf("%w: the %s chains to the %s root, the report is from a %s processor", ErrCertChain, e.kind, e.product, prod.name)
 	}
@@ -332,7 +333,7 @@ func (v *Verifier) verifyWith(e *endorsement, rep *Report, raw []byte, prod *pro
 
 // checkTCB compares the chip ID and TCB the key certifies with the
 // report's CHIP_ID and REPORTED_TCB.
-func (e *endorsement) checkTCB(rep *Report) error {
+func (e *endorsement) checkTCB(rep *snpev.Report) error {
 	if !e.hwidMatches(&rep.ChipID) {
 		return fmt.Errorf("%w: CHIP_ID %s is not the %s hardware ID %s", ErrTCBMismatch, hex.EncodeToString(rep.ChipID[:len(e.hwid)]), e.kind, hex.EncodeToString(e.hwid))
 	}
@@ -364,16 +365,16 @@ func (e *endorsement) checkTCB(rep *Report) error {
 // hwidMatches reports whether the hardware ID the key certifies (if any) is
 // the report's CHIP_ID (unless MASK_CHIP_ID zeroed it).
 func (e *endorsement) hwidMatches(chipID *[64]byte) bool {
-	return e.hwid == nil || allZero(chipID[:]) || bytes.Equal(e.hwid, chipID[:len(e.hwid)])
+	return e.hwid == nil || bytes.Count(chipID[:], []byte{0}) == len(chipID) || bytes.Equal(e.hwid, chipID[:len(e.hwid)])
 }
 
 // checkSignature verifies the ECDSA P-384 signature (r, s little-endian)
 // over SHA-384 of the signed part of the report.
-func checkSignature(pub *ecdsa.PublicKey, raw []byte, sig *Signature) error {
-	if len(raw) < signedSize {
+func checkSignature(pub *ecdsa.PublicKey, raw []byte, sig *snpev.Signature) error {
+	if len(raw) < snpev.SignedSize {
 		return fmt.Errorf("short report")
 	}
-	digest := sha512.Sum384(raw[:signedSize])
+	digest := sha512.Sum384(raw[:snpev.SignedSize])
 	if !ecdsa.Verify(pub, digest[:], leInt(sig.R[:]), leInt(sig.S[:])) {
 		return fmt.Errorf("invalid signature")
 	}
@@ -391,7 +392,7 @@ func leInt(b []byte) *big.Int {
 // validate checks the binding of the verified report: VMPL 0, then the
 // expected report data (padded or truncated to 64 bytes) and init-data
 // digest (to 32 bytes), each when expected.
-func validate(rep *Report, exp verifier.Expected) error {
+func validate(rep *snpev.Report, exp verifier.Expected) error {
 	if err := checkVMPL(rep); err != nil {
 		return err
 	}
@@ -412,7 +413,7 @@ func validate(rep *Report, exp verifier.Expected) error {
 	return nil
 }
 
-func checkVMPL(rep *Report) error {
+func checkVMPL(rep *snpev.Report) error {
 	if rep.VMPL != 0 {
 		return fmt.Errorf("%w: VMPL is %d, want 0", ErrVMPL, rep.VMPL)
 	}
@@ -428,7 +429,7 @@ func regularize(b []byte, n int) []byte {
 }
 
 // claims are upstream's parse_tee_evidence claims.
-func claims(r *Report) verifier.Claims {
+func claims(r *snpev.Report) verifier.Claims {
 	p := r.Policy
 	return verifier.Claims{
 		"policy_abi_major":     int(p >> 8 & 0xFF),
@@ -453,3 +454,17 @@ func claims(r *Report) verifier.Claims {
 		"chip_id": hex.EncodeToString(r.ChipID[:]),
 	}
 }
+
+// Policy bits (GuestPolicy).
+const (
+	policySMTAllowed          = 1 << 16
+	policyMigrateMAAllowed    = 1 << 18
+	policyDebugAllowed        = 1 << 19
+	policySingleSocketRequire = 1 << 20
+)
+
+// Platform info bits (PlatformInfo).
+const (
+	platSMTEnabled  = 1 << 0
+	platTSMEEnabled = 1 << 1
+)

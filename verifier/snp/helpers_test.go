@@ -2,17 +2,19 @@ package snp
 
 import (
 	"context"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/verifier/snp/fakekds"
 )
 
 // vecDir holds upstream Trustee's SNP vectors (/work/shared beside the repo).
-const vecDir = "../../../shared/testdata/trustee/verifier/snp"
+var vecDir = testvectors.Path("trustee/verifier/snp")
 
 // testNow is inside the validity of every recorded certificate (the VLEK
 // expires 2025-12-10, the Genoa VCEK starts 2025-05-27).
@@ -83,7 +85,7 @@ func (g offlineGetter) Get(_ context.Context, url string) ([]byte, error) {
 // that the VCEK must come from a source.
 func genoaNoChain(t testing.TB) []byte {
 	t.Helper()
-	ev, err := ParseEvidence(fakekds.GenoaEvidence())
+	ev, err := snpev.ParseEvidence(fakekds.GenoaEvidence())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +100,7 @@ func genoaNoChain(t testing.TB) []byte {
 // genoaReportData is the REPORT_DATA of the recorded Genoa evidence.
 func genoaReportData(t testing.TB) []byte {
 	t.Helper()
-	ev, err := ParseEvidence(fakekds.GenoaEvidence())
+	ev, err := snpev.ParseEvidence(fakekds.GenoaEvidence())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"io"
 	"io/fs"
 	"net/http"
@@ -68,7 +69,7 @@ func (g httpGetter) Get(ctx context.Context, url string) ([]byte, error) {
 // tcbPrefix is upstream's format_tcb_prefix: the file name prefix of a VCEK
 // in an OfflineStore, e.g. "bl02_tee00_snp06_ucode21" or, on Turin,
 // "bl03_tee01_snp08_ucode15_fmc05".
-func tcbPrefix(t TCBVersion) string {
+func tcbPrefix(t snpev.TCBVersion) string {
 	s := fmt.Sprintf("bl%02d_tee%02d_snp%02d_ucode%02d", t.Bootloader, t.TEE, t.SNP, t.Microcode)
 	if t.FMC != nil {
 		s += fmt.Sprintf("_fmc%02d", *t.FMC)
@@ -79,7 +80,7 @@ func tcbPrefix(t TCBVersion) string {
 // vcekURL is the KDS URL of the VCEK for the chip and reported TCB of rep,
 // as upstream builds it: {base}/vcek/v1/{product}/{hwid}?[fmcSPL=..&]
 // blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=.. with two-digit SPLs.
-func vcekURL(base string, prod *product, rep *Report) (string, error) {
+func vcekURL(base string, prod *product, rep *snpev.Report) (string, error) {
 	t := rep.ReportedTCB
 	hwid := hex.EncodeToString(prod.kdsHWID(&rep.ChipID))
 	q := fmt.Sprintf("blSPL=%02d&teeSPL=%02d&snpSPL=%02d&ucodeSPL=%02d", t.Bootloader, t.TEE, t.SNP, t.Microcode)
@@ -94,14 +95,14 @@ func vcekURL(base string, prod *product, rep *Report) (string, error) {
 
 // storePaths are the OfflineStore (and cache) paths of rep's VCEK: the
 // TCB-specific file first, then the flat one.
-func storePaths(dir string, prod *product, rep *Report) (tcbPath, flatPath string) {
+func storePaths(dir string, prod *product, rep *snpev.Report) (tcbPath, flatPath string) {
 	d := filepath.Join(dir, "vcek", hex.EncodeToString(prod.kdsHWID(&rep.ChipID)))
 	return filepath.Join(d, tcbPrefix(rep.ReportedTCB)+"_vcek.der"), filepath.Join(d, "vcek.der")
 }
 
 // endorsementFromSources returns the VCEK of rep's chip and TCB from the
 // memory cache or, once for all concurrent callers, from the sources.
-func (v *Verifier) endorsementFromSources(ctx context.Context, prod *product, rep *Report) (*endorsement, error) {
+func (v *Verifier) endorsementFromSources(ctx context.Context, prod *product, rep *snpev.Report) (*endorsement, error) {
 	key := "src\x00" + prod.name + "\x00" + hex.EncodeToString(prod.kdsHWID(&rep.ChipID)) + "\x00" + tcbPrefix(rep.ReportedTCB)
 	if e := v.mem.get(key); e != nil {
 		return e, nil
@@ -133,7 +134,7 @@ func (v *Verifier) endorsementFromSources(ctx context.Context, prod *product, re
 }
 
 // fetchEndorsement tries each source in order.
-func (v *Verifier) fetchEndorsement(ctx context.Context, prod *product, rep *Report) (*endorsement, error) {
+func (v *Verifier) fetchEndorsement(ctx context.Context, prod *product, rep *snpev.Report) (*endorsement, error) {
 	var errs []error
 	for _, src := range v.sources {
 		var e *endorsement
@@ -164,7 +165,7 @@ func wrapSource(name string, err error) error {
 
 // candidate verifies a VCEK from a source and checks that it is the one
 // of rep's chip and TCB.
-func (v *Verifier) candidate(prod *product, rep *Report, der []byte) (*endorsement, error) {
+func (v *Verifier) candidate(prod *product, rep *snpev.Report, der []byte) (*endorsement, error) {
 	vek, err := parseCert(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: VCEK: %v", ErrEndorsementKey, err)
@@ -182,7 +183,7 @@ func (v *Verifier) candidate(prod *product, rep *Report, der []byte) (*endorseme
 // fromOfflineStore reads <dir>/vcek/<hwid>/<tcb>_vcek.der, falling back to
 // <dir>/vcek/<hwid>/vcek.der when the former does not exist (upstream's
 // layout).
-func (v *Verifier) fromOfflineStore(prod *product, rep *Report, dir string) (*endorsement, error) {
+func (v *Verifier) fromOfflineStore(prod *product, rep *snpev.Report, dir string) (*endorsement, error) {
 	tcbPath, flatPath := storePaths(dir, prod, rep)
 	path := tcbPath
 	if _, err := os.Stat(tcbPath); errors.Is(err, fs.ErrNotExist) {
@@ -215,7 +216,7 @@ func readBounded(path string) ([]byte, error) {
 
 // fromKDS returns the VCEK from the durable cache or, failing that, from
 // the KDS at base, and caches a verified answer.
-func (v *Verifier) fromKDS(ctx context.Context, prod *product, rep *Report, base string) (*endorsement, error) {
+func (v *Verifier) fromKDS(ctx context.Context, prod *product, rep *snpev.Report, base string) (*endorsement, error) {
 	url, err := vcekURL(base, prod, rep)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrEndorsementKey, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,12 +28,12 @@ func kdsConfig(base string) Config {
 func TestTCBPrefix(t *testing.T) {
 	fmc := uint8(5)
 	tests := []struct {
-		tcb  TCBVersion
+		tcb  snpev.TCBVersion
 		want string
 	}{
-		{TCBVersion{Bootloader: 2, TEE: 0, SNP: 6, Microcode: 21}, "bl02_tee00_snp06_ucode21"},
-		{TCBVersion{FMC: &fmc, Bootloader: 3, TEE: 1, SNP: 8, Microcode: 15}, "bl03_tee01_snp08_ucode15_fmc05"},
-		{TCBVersion{Bootloader: 10, TEE: 0, SNP: 23, Microcode: 213}, "bl10_tee00_snp23_ucode213"},
+		{snpev.TCBVersion{Bootloader: 2, TEE: 0, SNP: 6, Microcode: 21}, "bl02_tee00_snp06_ucode21"},
+		{snpev.TCBVersion{FMC: &fmc, Bootloader: 3, TEE: 1, SNP: 8, Microcode: 15}, "bl03_tee01_snp08_ucode15_fmc05"},
+		{snpev.TCBVersion{Bootloader: 10, TEE: 0, SNP: 23, Microcode: 213}, "bl10_tee00_snp23_ucode213"},
 	}
 	for _, tc := range tests {
 		if got := tcbPrefix(tc.tcb); got != tc.want {
@@ -45,11 +46,11 @@ func TestTCBPrefix(t *testing.T) {
 // computes on its own from the binary reports.
 func TestVCEKURL(t *testing.T) {
 	milanRaw := readVec(t, "test-report.bin")
-	milanRep, err := ParseReport(milanRaw)
+	milanRep, err := snpev.ParseReport(milanRaw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := ParseEvidence(fakekds.GenoaEvidence())
+	ev, err := snpev.ParseEvidence(fakekds.GenoaEvidence())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func TestVCEKURL(t *testing.T) {
 	turin := ev.Report
 	turin.CPUIDFamID, turin.CPUIDModID = &fam, &mod
 	turin.ChipID = [64]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4}
-	for _, tcb := range []*TCBVersion{&turin.CurrentTCB, &turin.ReportedTCB, &turin.CommittedTCB, &turin.LaunchTCB} {
+	for _, tcb := range []*snpev.TCBVersion{&turin.CurrentTCB, &turin.ReportedTCB, &turin.CommittedTCB, &turin.LaunchTCB} {
 		tcb.FMC = &fmc
 	}
 	turinRaw, err := turin.MarshalBinary()
@@ -71,7 +72,7 @@ func TestVCEKURL(t *testing.T) {
 	tests := []struct {
 		name string
 		prod string
-		rep  *Report
+		rep  *snpev.Report
 		want string
 	}{
 		{"milan test-report.bin", "Milan", milanRep, fakekds.MilanVCEKPath},
@@ -112,7 +113,7 @@ func writeFile(t *testing.T, path string, b []byte) {
 }
 
 func TestOfflineStore(t *testing.T) {
-	ev, err := ParseEvidence(fakekds.GenoaEvidence())
+	ev, err := snpev.ParseEvidence(fakekds.GenoaEvidence())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestOfflineStore(t *testing.T) {
 	// Upstream's Milan vectors (a version 2 report, checked as Milan).
 	t.Run("test-report.bin", func(t *testing.T) {
 		raw := readVec(t, "test-report.bin")
-		rep, err := ParseReport(raw)
+		rep, err := snpev.ParseReport(raw)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +236,7 @@ func TestKDSCaching(t *testing.T) {
 		if got := kds.Requests(); got != 1 {
 			t.Fatalf("%d KDS requests, want 1", got)
 		}
-		ev, _ := ParseEvidence(evidence)
+		ev, _ := snpev.ParseEvidence(evidence)
 		cached, _ := storePaths(dir, mustProduct(t, "Genoa"), &ev.Report)
 		b, err := os.ReadFile(cached)
 		if err != nil || string(b) != string(fakekds.GenoaVCEK()) {
@@ -255,7 +256,7 @@ func TestKDSCaching(t *testing.T) {
 	t.Run("corrupt cache file is replaced", func(t *testing.T) {
 		kds := fakekds.New()
 		dir := t.TempDir()
-		ev, _ := ParseEvidence(evidence)
+		ev, _ := snpev.ParseEvidence(evidence)
 		cached, _ := storePaths(dir, mustProduct(t, "Genoa"), &ev.Report)
 		writeFile(t, cached, []byte("not a certificate"))
 		v, _ := newTestVerifier(t, kdsConfig(""), Options{CacheDir: dir}, kds)
@@ -303,7 +304,7 @@ func TestKDSCaching(t *testing.T) {
 		kds.Add(gsgPath, testdata.VcekBytes)
 		v, _ := newTestVerifier(t, kdsConfig(""), Options{}, kds)
 		for _, raw := range [][]byte{readVec(t, "test-report.bin"), testdata.AttestationBytes} {
-			rep, err := ParseReport(raw)
+			rep, err := snpev.ParseReport(raw)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -317,9 +318,9 @@ func TestKDSCaching(t *testing.T) {
 	})
 }
 
-func mustReport(t testing.TB, evidence []byte) *Report {
+func mustReport(t testing.TB, evidence []byte) *snpev.Report {
 	t.Helper()
-	ev, err := ParseEvidence(evidence)
+	ev, err := snpev.ParseEvidence(evidence)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +406,7 @@ func TestKDSFailures(t *testing.T) {
 		kds := fakekds.New()
 		kds.Inject(fakekds.Fault{Status: 404})
 		dir := t.TempDir()
-		ev, _ := ParseEvidence(evidence)
+		ev, _ := snpev.ParseEvidence(evidence)
 		tcbPath, _ := storePaths(dir, mustProduct(t, "Genoa"), &ev.Report)
 		writeFile(t, tcbPath, fakekds.GenoaVCEK())
 		cfg := Config{VCEKSources: []VCEKSource{{Type: SourceKDS}, {Type: SourceOfflineStore, Path: dir}}}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"github.com/google/go-sev-guest/verify/trust"
 	"sync"
 )
@@ -17,11 +18,11 @@ type product struct {
 	asvk *x509.Certificate // signs VLEKs
 }
 
-func (p *product) layout() tcbLayout {
+func (p *product) layout() snpev.TCBLayout {
 	if p.name == "Turin" {
-		return layoutTurin
+		return snpev.LayoutTurin
 	}
-	return layoutLegacy
+	return snpev.LayoutLegacy
 }
 
 // kdsHWID is the hardware ID the KDS names a chip by: the whole CHIP_ID,
@@ -100,7 +101,7 @@ func parseProductChain(pems []byte) (ask, ark *x509.Certificate, err error) {
 // its CPUID family and model, with upstream's ranges: family 0x19 models
 // 0x00-0x0F Milan, 0x10-0x1F and 0xA0-0xAE Genoa; family 0x1A models
 // 0x00-0x11 Turin.
-func productOf(r *Report) (*product, error) {
+func productOf(r *snpev.Report) (*product, error) {
 	if r.CPUIDFamID == nil {
 		return nil, fmt.Errorf("%w: attestation report version 3+ is missing the CPU family ID", ErrUnsupportedReport)
 	}

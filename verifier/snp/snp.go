@@ -86,6 +86,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -103,8 +104,9 @@ var (
 	// configuration.
 	ErrInvalidConfig = errors.New("snp: invalid verifier configuration")
 	// ErrUnsupportedReport means the report version or processor
-	// generation is not one this verifier supports.
-	ErrUnsupportedReport = errors.New("snp: unsupported attestation report")
+	// generation is not one this verifier supports. It is the wire
+	// package's snpev.ErrUnsupportedReport.
+	ErrUnsupportedReport = snpev.ErrUnsupportedReport
 	// ErrEndorsementKey means no usable VCEK/VLEK certificate: missing
 	// from the cert_chain, unavailable from every VCEK source, or not a
 	// well-formed AMD endorsement key certificate.
@@ -282,19 +284,19 @@ func New(cfg Config, opts Options) (*Verifier, error) {
 // Evaluate verifies snp evidence (see the package documentation) and
 // returns its claims, class cpu.
 func (v *Verifier) Evaluate(ctx context.Context, evidence []byte, exp verifier.Expected) ([]verifier.Result, error) {
-	ev, err := ParseEvidence(evidence)
+	ev, err := snpev.ParseEvidence(evidence)
 	if err != nil {
 		return nil, err
 	}
 	rep := &ev.Report
-	if err := checkVersion(rep.Version); err != nil {
+	if err := snpev.CheckVersion(rep.Version); err != nil {
 		return nil, err
 	}
 	prod, err := productOf(rep)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := rep.marshal(prod.layout())
+	raw, err := rep.MarshalLayout(prod.layout())
 	if err != nil {
 		return nil, fmt.Errorf("%w: attestation report: %w", verifier.ErrMalformedEvidence, err)
 	}
@@ -310,7 +312,7 @@ func (v *Verifier) Evaluate(ctx context.Context, evidence []byte, exp verifier.E
 // authenticate verifies that rep, whose signed encoding is raw, is signed
 // by an endorsement key of prod: the one in chain, or, when chain is nil,
 // the VCEK from the configured sources.
-func (v *Verifier) authenticate(ctx context.Context, prod *product, rep *Report, raw []byte, chain []CertEntry) error {
+func (v *Verifier) authenticate(ctx context.Context, prod *product, rep *snpev.Report, raw []byte, chain []snpev.CertEntry) error {
 	var end *endorsement
 	var err error
 	if chain != nil {
@@ -335,11 +337,11 @@ func (v *Verifier) VerifyReport(ctx context.Context, report []byte, vekDER []byt
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rep, err := ParseReport(report)
+	rep, err := snpev.ParseReport(report)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkVersion(rep.Version); err != nil {
+	if err := snpev.CheckVersion(rep.Version); err != nil {
 		return nil, err
 	}
 	prod, err := productOf(rep)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"reflect"
 	"strings"
 	"testing"
@@ -81,8 +82,8 @@ func TestEvaluateErrors(t *testing.T) {
 		return bytes.Replace(genoa, []byte(old), []byte(new), 1)
 	}
 	milanARK := mustProduct(t, "Milan").ark.Raw
-	withChain := func(entries ...CertEntry) []byte {
-		ev, err := ParseEvidence(genoa)
+	withChain := func(entries ...snpev.CertEntry) []byte {
+		ev, err := snpev.ParseEvidence(genoa)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,15 +110,15 @@ func TestEvaluateErrors(t *testing.T) {
 		{name: "expired VCEK", evidence: genoa, now: time.Date(2032, 5, 28, 0, 0, 0, 0, time.UTC), want: ErrCertValidity, msg: "VCEK certificate"},
 		{name: "VCEK not yet valid", evidence: genoa, now: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), want: ErrCertValidity, msg: "not at 2025-05-01"},
 		{name: "wrong product root (CPUID says Milan)", evidence: edit(`"cpuid_mod_id":160`, `"cpuid_mod_id":1`), want: ErrCertChain, msg: "Milan"},
-		{name: "evidence ARK of another product", evidence: withChain(CertEntry{Type: CertARK, Data: milanARK}), want: ErrCertChain, msg: "ARK (CN=ARK-Milan) is not the AMD Genoa ARK"},
-		{name: "evidence ARK garbage", evidence: withChain(CertEntry{Type: CertARK, Data: []byte{1, 2, 3}}), want: ErrCertChain},
-		{name: "evidence ASK of another product", evidence: withChain(CertEntry{Type: CertASK, Data: mustProduct(t, "Milan").ask.Raw}), want: ErrCertChain},
-		{name: "evidence ASVK instead of ASK", evidence: withChain(CertEntry{Type: CertASK, Data: mustProduct(t, "Genoa").asvk.Raw}), want: ErrCertChain},
+		{name: "evidence ARK of another product", evidence: withChain(snpev.CertEntry{Type: snpev.CertARK, Data: milanARK}), want: ErrCertChain, msg: "ARK (CN=ARK-Milan) is not the AMD Genoa ARK"},
+		{name: "evidence ARK garbage", evidence: withChain(snpev.CertEntry{Type: snpev.CertARK, Data: []byte{1, 2, 3}}), want: ErrCertChain},
+		{name: "evidence ASK of another product", evidence: withChain(snpev.CertEntry{Type: snpev.CertASK, Data: mustProduct(t, "Milan").ask.Raw}), want: ErrCertChain},
+		{name: "evidence ASVK instead of ASK", evidence: withChain(snpev.CertEntry{Type: snpev.CertASK, Data: mustProduct(t, "Genoa").asvk.Raw}), want: ErrCertChain},
 		{name: "VCEK entry typed ARK", evidence: edit(`"cert_type":"VCEK","data":[`, `"cert_type":"ARK","data":[`), want: ErrCertChain, msg: "ARK"},
 		{name: "VCEK entry typed CRL", evidence: edit(`"cert_type":"VCEK","data":[`, `"cert_type":"CRL","data":[`), want: ErrEndorsementKey, msg: "no VCEK or VLEK"},
-		{name: "empty cert_chain", evidence: withChainOnly(t, genoa, []CertEntry{}), want: ErrEndorsementKey, msg: "no VCEK or VLEK"},
-		{name: "VCEK that is not a certificate", evidence: withChainFirst(t, genoa, CertEntry{Type: CertVCEK, Data: []byte("garbage")}), want: ErrEndorsementKey},
-		{name: "Milan VCEK for a Genoa report", evidence: withChainFirst(t, genoa, CertEntry{Type: CertVCEK, Data: fakekds.MilanVCEK()}), want: ErrCertChain},
+		{name: "empty cert_chain", evidence: withChainOnly(t, genoa, []snpev.CertEntry{}), want: ErrEndorsementKey, msg: "no VCEK or VLEK"},
+		{name: "VCEK that is not a certificate", evidence: withChainFirst(t, genoa, snpev.CertEntry{Type: snpev.CertVCEK, Data: []byte("garbage")}), want: ErrEndorsementKey},
+		{name: "Milan VCEK for a Genoa report", evidence: withChainFirst(t, genoa, snpev.CertEntry{Type: snpev.CertVCEK, Data: fakekds.MilanVCEK()}), want: ErrCertChain},
 		{name: "report signature", evidence: edit(`"guest_svn":0`, `"guest_svn":1`), want: ErrReportSignature, msg: "does not sign the attestation report"},
 		{name: "report version 2", evidence: edit(`"version":3`, `"version":2`), want: ErrUnsupportedReport, msg: "too old"},
 		{name: "report version 6", evidence: edit(`"version":3`, `"version":6`), want: ErrUnsupportedReport, msg: "unexpected attestation report version"},
@@ -162,9 +163,9 @@ func TestEvaluateErrors(t *testing.T) {
 	}
 }
 
-func withChainOnly(t *testing.T, evidence []byte, chain []CertEntry) []byte {
+func withChainOnly(t *testing.T, evidence []byte, chain []snpev.CertEntry) []byte {
 	t.Helper()
-	ev, err := ParseEvidence(evidence)
+	ev, err := snpev.ParseEvidence(evidence)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,13 +177,13 @@ func withChainOnly(t *testing.T, evidence []byte, chain []CertEntry) []byte {
 	return b
 }
 
-func withChainFirst(t *testing.T, evidence []byte, e CertEntry) []byte {
+func withChainFirst(t *testing.T, evidence []byte, e snpev.CertEntry) []byte {
 	t.Helper()
-	ev, err := ParseEvidence(evidence)
+	ev, err := snpev.ParseEvidence(evidence)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev.CertChain = append([]CertEntry{e}, ev.CertChain...)
+	ev.CertChain = append([]snpev.CertEntry{e}, ev.CertChain...)
 	b, err := ev.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +197,7 @@ func withChainFirst(t *testing.T, evidence []byte, e CertEntry) []byte {
 func TestVLEK(t *testing.T) {
 	report, vlek := readVec(t, "test-vlek-report.bin"), readVec(t, "test-vlek.der")
 	v, _ := newTestVerifier(t, Config{VCEKSources: []VCEKSource{}}, Options{}, nil)
-	rep, err := ParseReport(report)
+	rep, err := snpev.ParseReport(report)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,11 +205,11 @@ func TestVLEK(t *testing.T) {
 	if err != nil || prod.name != "Milan" {
 		t.Fatalf("product %v, %v", prod, err)
 	}
-	chain := []CertEntry{{Type: CertVLEK, Data: vlek}}
+	chain := []snpev.CertEntry{{Type: snpev.CertVLEK, Data: vlek}}
 	if err := v.authenticate(context.Background(), prod, rep, report, chain); err != nil {
 		t.Fatalf("authenticity: %v", err)
 	}
-	evidence, err := MarshalEvidence(report, chain)
+	evidence, err := snpev.MarshalEvidence(report, chain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +222,7 @@ func TestVLEK(t *testing.T) {
 		t.Fatalf("VerifyReport = %v, want ErrVMPL", err)
 	}
 	// A VLEK entry typed VCEK is checked against the ASK, and fails.
-	if err := v.authenticate(context.Background(), prod, rep, report, []CertEntry{{Type: CertVCEK, Data: vlek}}); !errors.Is(err, ErrCertChain) {
+	if err := v.authenticate(context.Background(), prod, rep, report, []snpev.CertEntry{{Type: snpev.CertVCEK, Data: vlek}}); !errors.Is(err, ErrCertChain) {
 		t.Fatalf("VLEK as VCEK: %v, want ErrCertChain", err)
 	}
 	// After its expiry (2025-12-10) it is rejected.
@@ -247,21 +248,21 @@ func TestVersion2Reports(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v, _ := newTestVerifier(t, Config{VCEKSources: []VCEKSource{}}, Options{}, nil)
-			rep, err := ParseReport(tc.report)
+			rep, err := snpev.ParseReport(tc.report)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if rep.Version != 2 {
 				t.Fatalf("version %d", rep.Version)
 			}
-			chain := []CertEntry{{Type: CertVCEK, Data: tc.vcek}}
+			chain := []snpev.CertEntry{{Type: snpev.CertVCEK, Data: tc.vcek}}
 			if err := v.authenticate(context.Background(), milan, rep, tc.report, chain); err != nil {
 				t.Fatalf("authenticity: %v", err)
 			}
 			if err := v.authenticate(context.Background(), mustProduct(t, "Genoa"), rep, tc.report, chain); !errors.Is(err, ErrCertChain) {
 				t.Fatalf("as Genoa: %v, want ErrCertChain", err)
 			}
-			evidence, err := MarshalEvidence(tc.report, chain)
+			evidence, err := snpev.MarshalEvidence(tc.report, chain)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -283,7 +284,7 @@ func TestFlipEverySignedByte(t *testing.T) {
 	ctx := context.Background()
 	t.Run("genoa evidence", func(t *testing.T) {
 		v, _ := newTestVerifier(t, Config{VCEKSources: []VCEKSource{}}, Options{}, nil)
-		ev, err := ParseEvidence(fakekds.GenoaEvidence())
+		ev, err := snpev.ParseEvidence(fakekds.GenoaEvidence())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,10 +295,10 @@ func TestFlipEverySignedByte(t *testing.T) {
 		if _, err := v.Evaluate(ctx, fakekds.GenoaEvidence(), verifier.Expected{}); err != nil {
 			t.Fatalf("unmodified: %v", err)
 		}
-		for i := range signedSize {
+		for i := range snpev.SignedSize {
 			flipped := bytes.Clone(raw)
 			flipped[i] ^= 0x01
-			evidence, err := MarshalEvidence(flipped, ev.CertChain)
+			evidence, err := snpev.MarshalEvidence(flipped, ev.CertChain)
 			if err != nil {
 				// Not representable (a reserved byte): the converter refuses it.
 				if !errors.Is(err, verifier.ErrMalformedEvidence) && !errors.Is(err, ErrUnsupportedReport) {
@@ -313,13 +314,13 @@ func TestFlipEverySignedByte(t *testing.T) {
 	t.Run("milan report", func(t *testing.T) {
 		v, _ := newTestVerifier(t, Config{VCEKSources: []VCEKSource{}}, Options{}, nil)
 		raw := readVec(t, "test-report.bin")
-		chain := []CertEntry{{Type: CertVCEK, Data: readVec(t, "test-vcek.der")}}
+		chain := []snpev.CertEntry{{Type: snpev.CertVCEK, Data: readVec(t, "test-vcek.der")}}
 		milan := mustProduct(t, "Milan")
 		signatureFailures := 0
-		for i := range signedSize {
+		for i := range snpev.SignedSize {
 			flipped := bytes.Clone(raw)
 			flipped[i] ^= 0x80
-			rep, err := ParseReport(flipped)
+			rep, err := snpev.ParseReport(flipped)
 			if err != nil {
 				// A reserved byte, or a version without a layout: refused.
 				if !errors.Is(err, verifier.ErrMalformedEvidence) && !errors.Is(err, ErrUnsupportedReport) {
@@ -352,7 +353,7 @@ func TestTCBMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := ParseReport(readVec(t, "test-report.bin"))
+	base, err := snpev.ParseReport(readVec(t, "test-report.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,16 +363,16 @@ func TestTCBMismatch(t *testing.T) {
 	fmc := uint8(1)
 	tests := []struct {
 		name string
-		edit func(r *Report)
+		edit func(r *snpev.Report)
 		msg  string
 	}{
-		{"boot loader", func(r *Report) { r.ReportedTCB.Bootloader++ }, "boot loader"},
-		{"tee", func(r *Report) { r.ReportedTCB.TEE++ }, "TEE"},
-		{"snp", func(r *Report) { r.ReportedTCB.SNP++ }, "SNP"},
-		{"microcode", func(r *Report) { r.ReportedTCB.Microcode++ }, "microcode"},
-		{"chip id", func(r *Report) { r.ChipID[5] ^= 1 }, "CHIP_ID"},
-		{"fmc is not compared on Milan", func(r *Report) { r.ReportedTCB.FMC = &fmc }, ""},
-		{"masked chip id is not compared", func(r *Report) { r.ChipID = [64]byte{} }, ""},
+		{"boot loader", func(r *snpev.Report) { r.ReportedTCB.Bootloader++ }, "boot loader"},
+		{"tee", func(r *snpev.Report) { r.ReportedTCB.TEE++ }, "TEE"},
+		{"snp", func(r *snpev.Report) { r.ReportedTCB.SNP++ }, "SNP"},
+		{"microcode", func(r *snpev.Report) { r.ReportedTCB.Microcode++ }, "microcode"},
+		{"chip id", func(r *snpev.Report) { r.ChipID[5] ^= 1 }, "CHIP_ID"},
+		{"fmc is not compared on Milan", func(r *snpev.Report) { r.ReportedTCB.FMC = &fmc }, ""},
+		{"masked chip id is not compared", func(r *snpev.Report) { r.ChipID = [64]byte{} }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -423,7 +424,7 @@ func TestHWIDEncodings(t *testing.T) {
 	if err := e.readExtensions(genuine, milan); err != nil {
 		t.Fatal(err)
 	}
-	rep, _ := ParseReport(readVec(t, "test-report.bin"))
+	rep, _ := snpev.ParseReport(readVec(t, "test-report.bin"))
 	if !bytes.Equal(e.hwid, rep.ChipID[:]) {
 		t.Errorf("hwid %x is not the report's chip id", e.hwid)
 	}
@@ -452,26 +453,26 @@ func TestHWIDEncodings(t *testing.T) {
 // TestValidate checks the binding step on a parsed report (VMPL, report
 // data, init-data), which real reports cannot be re-signed to exercise.
 func TestValidate(t *testing.T) {
-	ev, err := ParseEvidence(fakekds.GenoaEvidence())
+	ev, err := snpev.ParseEvidence(fakekds.GenoaEvidence())
 	if err != nil {
 		t.Fatal(err)
 	}
 	rd := ev.Report.ReportData
 	tests := []struct {
 		name string
-		edit func(r *Report)
+		edit func(r *snpev.Report)
 		exp  verifier.Expected
 		want error
 	}{
-		{"ok", func(*Report) {}, verifier.Expected{ReportData: rd[:]}, nil},
-		{"vmpl 1", func(r *Report) { r.VMPL = 1 }, verifier.Expected{}, ErrVMPL},
-		{"vmpl 3", func(r *Report) { r.VMPL = 3 }, verifier.Expected{ReportData: rd[:]}, ErrVMPL},
-		{"padded report data", func(r *Report) { r.ReportData = [64]byte{1, 2, 3} }, verifier.Expected{ReportData: []byte{1, 2, 3}}, nil},
-		{"padded report data mismatch", func(r *Report) { r.ReportData = [64]byte{1, 2, 3, 4} }, verifier.Expected{ReportData: []byte{1, 2, 3}}, verifier.ErrReportDataMismatch},
-		{"padded host data", func(r *Report) { r.HostData = [32]byte{9} }, verifier.Expected{InitDataDigest: []byte{9}}, nil},
-		{"host data mismatch", func(r *Report) { r.HostData = [32]byte{9} }, verifier.Expected{InitDataDigest: []byte{8}}, verifier.ErrInitDataMismatch},
-		{"long digest is truncated", func(r *Report) { r.HostData = [32]byte{9} }, verifier.Expected{InitDataDigest: append([]byte{9}, make([]byte, 40)...)}, nil},
-		{"vmpl checked before report data", func(r *Report) { r.VMPL = 2 }, verifier.Expected{ReportData: []byte{0xff}}, ErrVMPL},
+		{"ok", func(*snpev.Report) {}, verifier.Expected{ReportData: rd[:]}, nil},
+		{"vmpl 1", func(r *snpev.Report) { r.VMPL = 1 }, verifier.Expected{}, ErrVMPL},
+		{"vmpl 3", func(r *snpev.Report) { r.VMPL = 3 }, verifier.Expected{ReportData: rd[:]}, ErrVMPL},
+		{"padded report data", func(r *snpev.Report) { r.ReportData = [64]byte{1, 2, 3} }, verifier.Expected{ReportData: []byte{1, 2, 3}}, nil},
+		{"padded report data mismatch", func(r *snpev.Report) { r.ReportData = [64]byte{1, 2, 3, 4} }, verifier.Expected{ReportData: []byte{1, 2, 3}}, verifier.ErrReportDataMismatch},
+		{"padded host data", func(r *snpev.Report) { r.HostData = [32]byte{9} }, verifier.Expected{InitDataDigest: []byte{9}}, nil},
+		{"host data mismatch", func(r *snpev.Report) { r.HostData = [32]byte{9} }, verifier.Expected{InitDataDigest: []byte{8}}, verifier.ErrInitDataMismatch},
+		{"long digest is truncated", func(r *snpev.Report) { r.HostData = [32]byte{9} }, verifier.Expected{InitDataDigest: append([]byte{9}, make([]byte, 40)...)}, nil},
+		{"vmpl checked before report data", func(r *snpev.Report) { r.VMPL = 2 }, verifier.Expected{ReportData: []byte{0xff}}, ErrVMPL},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -488,7 +489,7 @@ func TestValidate(t *testing.T) {
 // TestDebugPolicyIsAClaim: upstream does not reject debug-enabled guests;
 // the claim reports it and the policy decides.
 func TestDebugPolicyIsAClaim(t *testing.T) {
-	r := &Report{Policy: 0x30000 | policyDebugAllowed | policyMigrateMAAllowed | policySingleSocketRequire | 0x0105, PlatInfo: platTSMEEnabled}
+	r := &snpev.Report{Policy: 0x30000 | policyDebugAllowed | policyMigrateMAAllowed | policySingleSocketRequire | 0x0105, PlatInfo: platTSMEEnabled}
 	c := claims(r)
 	want := map[string]any{
 		"policy_debug_allowed": true, "policy_migrate_ma": true, "policy_single_socket": true, "policy_smt_allowed": true,
@@ -505,7 +506,7 @@ func TestDebugPolicyIsAClaim(t *testing.T) {
 }
 
 func TestVerifyReport(t *testing.T) {
-	ev, err := ParseEvidence(fakekds.GenoaEvidence())
+	ev, err := snpev.ParseEvidence(fakekds.GenoaEvidence())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -527,7 +528,7 @@ func TestVerifyReport(t *testing.T) {
 		t.Fatalf("PEM VCEK: %v", err)
 	}
 	tampered := bytes.Clone(raw)
-	tampered[offMeasurement] ^= 1
+	tampered[0x090] ^= 1 // MEASUREMENT
 	tests := []struct {
 		name   string
 		report []byte
@@ -535,10 +536,10 @@ func TestVerifyReport(t *testing.T) {
 		want   error
 	}{
 		{"tampered", tampered, vcek, ErrReportSignature},
-		{"truncated", raw[:ReportSize-1], vcek, verifier.ErrMalformedEvidence},
+		{"truncated", raw[:snpev.ReportSize-1], vcek, verifier.ErrMalformedEvidence},
 		{"empty", nil, vcek, verifier.ErrMalformedEvidence},
 		{"reserved byte set", func() []byte { b := bytes.Clone(raw); b[0x4C] = 1; return b }(), vcek, verifier.ErrMalformedEvidence},
-		{"signature reserved tail set", func() []byte { b := bytes.Clone(raw); b[ReportSize-1] = 1; return b }(), vcek, verifier.ErrMalformedEvidence},
+		{"signature reserved tail set", func() []byte { b := bytes.Clone(raw); b[snpev.ReportSize-1] = 1; return b }(), vcek, verifier.ErrMalformedEvidence},
 		{"milan vcek", raw, fakekds.MilanVCEK(), ErrCertChain},
 		{"garbage vcek", raw, []byte("nope"), ErrEndorsementKey},
 	}

@@ -11,10 +11,11 @@ import (
 	"testing"
 
 	"github.com/go-trustee/go-trustee/eventlog"
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
 // Upstream vectors, by path relative to this package directory.
-const testdataDir = "../../../shared/testdata/trustee/verifier"
+var testdataDir = testvectors.Path("trustee/verifier")
 
 func readVector(t testing.TB, name string) []byte {
 	t.Helper()

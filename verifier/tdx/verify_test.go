@@ -26,13 +26,14 @@ import (
 	"github.com/google/go-tdx-guest/testing/testdata"
 
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/verifier"
 
 	"github.com/go-trustee/go-trustee/verifier/tdx"
 	"github.com/go-trustee/go-trustee/verifier/tdx/fakepcs"
 )
 
-const testdataDir = "../../../shared/testdata/trustee/verifier"
+var testdataDir = testvectors.Path("trustee/verifier")
 
 func vector(t testing.TB, name string) []byte {
 	t.Helper()

@@ -18,11 +18,12 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/verifier"
 	"github.com/go-trustee/go-trustee/verifier/tpmquote"
 )
 
-const vectors = "../../../shared/testdata/trustee/verifier"
+var vectors = testvectors.Path("trustee/verifier")
 
 func newVerifier(t testing.TB) *Verifier {
 	t.Helper()

@@ -18,10 +18,11 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/verifier"
 )
 
-const testdata = "../../../shared/testdata/trustee/verifier"
+var testdata = testvectors.Path("trustee/verifier")
 
 func readFile(t testing.TB, rel string) []byte {
 	t.Helper()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-trustee/go-trustee/as"
+	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/storage/memory"
 	"github.com/go-trustee/go-trustee/verifier"
@@ -22,7 +23,7 @@ import (
 	"github.com/go-trustee/go-trustee/verifier/tdx/fakepcs"
 )
 
-const testdataDir = "../../../../shared/testdata/trustee/verifier"
+var testdataDir = testvectors.Path("trustee/verifier")
 
 // reportData of tdx_quote_4.dat.
 const quote4ReportData = "7c71fe2c86eff65a7cf8dbc22b3275689fd0464a267baced1bf94fc1324656aeb755da3d44d098c0c87382f3a5f85b45c8a28fee1d3bdb38342bf96671501429"
