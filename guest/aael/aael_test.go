@@ -6,7 +6,6 @@ import (
 	"crypto"
 	_ "crypto/sha256"
 	_ "crypto/sha512"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -193,11 +192,10 @@ func TestGoldenAlibabaCloud(t *testing.T) {
 	if err := os.WriteFile(ccelPath, ccel, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b64, ok, err := EvidenceLog(ccelPath, filepath.Join(dir, "eventlog"))
+	got, ok, err := EvidenceLog(ccelPath, filepath.Join(dir, "eventlog"))
 	if err != nil || !ok {
 		t.Fatalf("EvidenceLog: ok=%v err=%v", ok, err)
 	}
-	got, _ := base64.StdEncoding.DecodeString(b64)
 	if !bytes.Equal(got, fixture) {
 		t.Fatalf("evidence log differs from the fixture (got %d bytes, want %d)", len(got), len(fixture))
 	}
@@ -245,11 +243,10 @@ func TestEvidenceLogFiles(t *testing.T) {
 	aaelPath := filepath.Join(dir, "aael")
 	rec, _, _ := EncodeEvent(4, crypto.SHA384, "a b c")
 	os.WriteFile(aaelPath, rec, 0o644)
-	b64, ok, err := EvidenceLog(missing, aaelPath)
+	got, ok, err := EvidenceLog(missing, aaelPath)
 	if err != nil || !ok {
 		t.Fatalf("AAEL only: ok=%v err=%v", ok, err)
 	}
-	got, _ := base64.StdEncoding.DecodeString(b64)
 	want := append(append(NoCCELHeader[:], rec...), EndMarker[:]...)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("AAEL only: got %x, want header+record+marker", got)

@@ -2,7 +2,6 @@ package aael
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -93,26 +92,27 @@ func TrimCCEL(ccel []byte) ([]byte, error) {
 
 // EvidenceLog builds the cc_eventlog of evidence as upstream does: the
 // trimmed CCEL at ccelPath, or NoCCELHeader when there is none but an AAEL
-// exists; then the AAEL file at aaelPath; then EndMarker; base64 standard.
+// exists; then the AAEL file at aaelPath; then EndMarker (the evidence
+// encoder base64s it).
 // Missing files are skipped; ok is false when both are missing (the
 // evidence then carries null).
-func EvidenceLog(ccelPath, aaelPath string) (log string, ok bool, err error) {
+func EvidenceLog(ccelPath, aaelPath string) (log []byte, ok bool, err error) {
 	var out []byte
 	ccel, err := readBounded(ccelPath, MaxEvidenceLogBytes)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		return "", false, fmt.Errorf("aael: reading CCEL: %w", err)
+		return nil, false, fmt.Errorf("aael: reading CCEL: %w", err)
 	default:
 		if out, err = TrimCCEL(ccel); err != nil {
-			return "", false, err
+			return nil, false, err
 		}
 	}
 	aael, err := readBounded(aaelPath, MaxEvidenceLogBytes)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		return "", false, fmt.Errorf("aael: reading AAEL: %w", err)
+		return nil, false, fmt.Errorf("aael: reading AAEL: %w", err)
 	default:
 		if len(out) == 0 {
 			out = append(out, NoCCELHeader[:]...)
@@ -120,11 +120,10 @@ func EvidenceLog(ccelPath, aaelPath string) (log string, ok bool, err error) {
 		out = append(out, aael...)
 	}
 	if len(out) == 0 {
-		return "", false, nil
+		return nil, false, nil
 	}
 	if len(out) > MaxEvidenceLogBytes {
-		return "", false, fmt.Errorf("aael: event log of %d bytes exceeds %d", len(out), MaxEvidenceLogBytes)
+		return nil, false, fmt.Errorf("aael: event log of %d bytes exceeds %d", len(out), MaxEvidenceLogBytes)
 	}
-	out = append(out, EndMarker[:]...)
-	return base64.StdEncoding.EncodeToString(out), true, nil
+	return append(out, EndMarker[:]...), true, nil
 }

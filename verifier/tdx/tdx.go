@@ -63,20 +63,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
+	tdxev "github.com/go-trustee/go-trustee/protocol/evidence/tdx"
+
 	"github.com/go-trustee/go-trustee/eventlog"
-	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/verifier"
 )
 
@@ -275,68 +273,6 @@ func ParseConfig(m map[string]any) (Config, error) {
 	return cfg, nil
 }
 
-// Evidence is decoded TDX evidence.
-type Evidence struct {
-	// Quote is the TD quote.
-	Quote []byte
-	// EventLog is the CC event log; nil when absent, null or empty.
-	EventLog []byte
-}
-
-func decodeB64(s, what string) ([]byte, error) {
-	// Standard padded base64 without line breaks, as Rust's STANDARD engine.
-	if strings.ContainsAny(s, "\r\n") {
-		return nil, fmt.Errorf("%w: base64 decode %s: invalid character", verifier.ErrMalformedEvidence, what)
-	}
-	b, err := base64.StdEncoding.Strict().DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("%w: base64 decode %s: %v", verifier.ErrMalformedEvidence, what, err)
-	}
-	return b, nil
-}
-
-// ParseEvidence decodes the evidence document: a JSON object with a
-// required "quote" string and an optional "cc_eventlog" string or null
-// (member names matched exactly, unknown members ignored), both standard
-// base64. The size is bounded by limits.MaxEvidenceBytes.
-func ParseEvidence(evidence []byte) (*Evidence, error) {
-	if len(evidence) > limits.MaxEvidenceBytes {
-		return nil, fmt.Errorf("%w: %d bytes exceeds the limit of %d", verifier.ErrMalformedEvidence, len(evidence), limits.MaxEvidenceBytes)
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(evidence, &fields); err != nil || fields == nil {
-		return nil, fmt.Errorf("%w: Deserialize TDX Evidence failed: not a JSON object", verifier.ErrMalformedEvidence)
-	}
-	raw, ok := fields["quote"]
-	if !ok {
-		return nil, fmt.Errorf("%w: Deserialize TDX Evidence failed: missing field `quote`", verifier.ErrMalformedEvidence)
-	}
-	var quote string
-	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) || json.Unmarshal(raw, &quote) != nil {
-		return nil, fmt.Errorf("%w: Deserialize TDX Evidence failed: quote must be a string", verifier.ErrMalformedEvidence)
-	}
-	if quote == "" {
-		return nil, fmt.Errorf("%w: TDX Quote is empty", verifier.ErrMalformedEvidence)
-	}
-	ev := &Evidence{}
-	var err error
-	if ev.Quote, err = decodeB64(quote, "TDX quote"); err != nil {
-		return nil, err
-	}
-	if raw, ok := fields["cc_eventlog"]; ok && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		var el string
-		if err := json.Unmarshal(raw, &el); err != nil {
-			return nil, fmt.Errorf("%w: Deserialize TDX Evidence failed: cc_eventlog must be a string or null", verifier.ErrMalformedEvidence)
-		}
-		if el != "" {
-			if ev.EventLog, err = decodeB64(el, "CC event log"); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return ev, nil
-}
-
 // regularize zero-pads or truncates data to n bytes, as upstream's
 // regularize_data.
 func regularize(data []byte, n int) []byte {
@@ -375,7 +311,7 @@ func CheckEventLog(q *Quote, log *eventlog.Log) error {
 // Evaluate verifies TDX evidence against exp and returns its claims (class
 // cpu).
 func (v *Verifier) Evaluate(ctx context.Context, evidence []byte, exp verifier.Expected) ([]verifier.Result, error) {
-	ev, err := ParseEvidence(evidence)
+	ev, err := tdxev.ParseEvidence(evidence)
 	if err != nil {
 		return nil, err
 	}

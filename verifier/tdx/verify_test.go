@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	tdxev "github.com/go-trustee/go-trustee/protocol/evidence/tdx"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -702,7 +703,7 @@ func FuzzParseEvidence(f *testing.F) {
 	f.Add([]byte(`{"quote":"AAAA","cc_eventlog":null}`))
 	f.Add([]byte(`{"quote":null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ev, err := tdx.ParseEvidence(b)
+		ev, err := tdxev.ParseEvidence(b)
 		if err != nil {
 			if !errors.Is(err, verifier.ErrMalformedEvidence) {
 				t.Fatalf("unexpected error class: %v", err)

@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +31,7 @@ import (
 	"github.com/go-trustee/go-trustee/guest/attester"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/protocol/evidence"
+	tdxev "github.com/go-trustee/go-trustee/protocol/evidence/tdx"
 )
 
 // Paths (under Options.Root) and sizes.
@@ -130,12 +130,6 @@ func New(opts Options) (*Attester, error) {
 // Tee returns protocol.TeeTdx.
 func (a *Attester) Tee() protocol.Tee { return protocol.TeeTdx }
 
-// Evidence is tdx evidence.
-type Evidence struct {
-	CCEventLog *string `json:"cc_eventlog"`
-	Quote      string  `json:"quote"`
-}
-
 // Evidence returns a TD quote binding reportData (zero-padded to 64 bytes)
 // and the event log.
 func (a *Attester) Evidence(ctx context.Context, reportData []byte) (json.RawMessage, error) {
@@ -161,15 +155,15 @@ func (a *Attester) Evidence(ctx context.Context, reportData []byte) (json.RawMes
 	if len(resp.OutBlob) == 0 {
 		return nil, errors.New("tdx: empty quote")
 	}
-	ev := Evidence{Quote: base64.StdEncoding.EncodeToString(resp.OutBlob)}
+	ev := tdxev.Evidence{Quote: resp.OutBlob}
 	el, ok, err := aael.EvidenceLog(a.opts.path(aael.DefaultCCELPath), a.aaelPath)
 	if err != nil {
 		return nil, fmt.Errorf("tdx: event log: %w", err)
 	}
 	if ok {
-		ev.CCEventLog = &el
+		ev.EventLog = el
 	}
-	return json.Marshal(ev)
+	return ev.MarshalJSON()
 }
 
 // SupportsRuntimeMeasurement reports whether the RTMRs can be extended:

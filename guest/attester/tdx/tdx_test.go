@@ -7,11 +7,12 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	tdxev "github.com/go-trustee/go-trustee/protocol/evidence/tdx"
 
 	"github.com/go-trustee/go-trustee/guest/aael"
 	"github.com/go-trustee/go-trustee/internal/testvectors"
@@ -94,11 +95,11 @@ func TestEvidenceEventLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var e Evidence
-	if err := json.Unmarshal(ev, &e); err != nil || e.CCEventLog == nil {
-		t.Fatalf("cc_eventlog missing: %s", ev)
+	e, err := tdxev.ParseEvidence(ev)
+	if err != nil || e.EventLog == nil {
+		t.Fatalf("cc_eventlog missing (%v): %s", err, ev)
 	}
-	raw, _ := base64.StdEncoding.DecodeString(*e.CCEventLog)
+	raw := e.EventLog
 	if !bytes.HasPrefix(raw, aael.NoCCELHeader[:]) || !bytes.HasSuffix(raw, aael.EndMarker[:]) {
 		t.Fatal("cc_eventlog lacks the no-CCEL header or the end marker")
 	}
