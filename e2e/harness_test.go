@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +38,11 @@ func TestMain(m *testing.M) {
 			{&bin.attestationAgent, "attestation-agent"}, {&bin.confidentialDataHub, "confidential-data-hub"}, {&bin.apiServerRest, "api-server-rest"},
 			{&bin.cocoKeyprovider, "coco-keyprovider"}, {&bin.imageEncrypt, "image-encrypt"}} {
 			*b.dst = filepath.Join(dir, b.pkg)
-			cmd := exec.Command("go", "build", "-o", *b.dst, "github.com/go-trustee/go-trustee/cmd/"+b.pkg)
+			args := []string{"build", "-o", *b.dst}
+			if buildTags != "" {
+				args = append(args, "-tags", buildTags)
+			}
+			cmd := exec.Command("go", append(args, "github.com/go-trustee/go-trustee/cmd/"+b.pkg)...)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b.pkg, err, out)
@@ -159,20 +160,6 @@ func mustRun(t *testing.T, dir, path string, args ...string) string {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// httpClient trusts caPEM (nil: plain HTTP only).
-func httpClient(t *testing.T, caPEM []byte) *http.Client {
-	t.Helper()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if caPEM != nil {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(caPEM) {
-			t.Fatal("bad CA PEM")
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
-	}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
 func readAll(t *testing.T, r io.Reader) []byte {

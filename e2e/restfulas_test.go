@@ -79,7 +79,7 @@ func TestRestfulAS(t *testing.T) {
 		t.Fatalf("JWKS: %v", err)
 	}
 	resp.Body.Close()
-	jws, err := jose.ParseSigned(string(tok), []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(string(tok), []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request, body []byte)
 	if _, err := io.ReadFull(s.rand, nonce[:]); err != nil {
 		return newError(KindInternal, err, "generating nonce")
 	}
-	ch := protocol.Challenge{Nonce: base64.StdEncoding.EncodeToString(nonce[:]), ExtraParams: protocol.EmptyExtraParams}
+	ch := protocol.Challenge{Nonce: base64.StdEncoding.EncodeToString(nonce[:]), ExtraParams: json.RawMessage(protocol.EmptyExtraParams)}
 	if extra != "" {
 		// Only the se TEE has a supplemental challenge: it replaces the nonce
 		// and selects SHA-512, as upstream.

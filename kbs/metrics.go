@@ -2,6 +2,7 @@ package kbs
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics carries upstream's metric names (kbs/src/prometheus.rs), so
@@ -67,7 +68,7 @@ func newMetrics(version string) *metrics {
 		m.attestationRequests, m.attestationSuccesses, m.attestationFailures, m.attestationErrors, m.authRequests, m.authSuccesses, m.authErrors} {
 		f(c)
 	}
-	f(prometheus.NewGoCollector())
-	f(prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -62,7 +62,7 @@ func TestInteropGoJoseDecryptsEncrypt(t *testing.T) {
 			}
 			// The compact form carries the same bytes.
 			compact := resp.Protected + "." + resp.EncryptedKey + "." + resp.IV + "." + resp.Ciphertext + "." + resp.Tag
-			obj, err := jose.ParseEncrypted(compact, joseKeyAlgs, []jose.ContentEncryption{jose.A256GCM})
+			obj, err := jose.ParseEncryptedCompact(compact, joseKeyAlgs, []jose.ContentEncryption{jose.A256GCM})
 			if err != nil {
 				t.Fatal(err)
 			}

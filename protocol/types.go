@@ -68,8 +68,9 @@ type Challenge struct {
 }
 
 // EmptyExtraParams is the JSON string "" that upstream sends as the
-// challenge's extra-params for every TEE but se.
-var EmptyExtraParams = json.RawMessage(`""`)
+// challenge's extra-params for every TEE but se (a constant: use
+// json.RawMessage(EmptyExtraParams)).
+const EmptyExtraParams = `""`
 
 // InitData is the optional init-data of an Attestation.
 type InitData struct {

@@ -3,12 +3,19 @@
 #   1. installs what the tests need (Debian packages for the real PostgreSQL
 #      and Redis servers, libssl-dev for the TPM simulator, docker-registry,
 #      skopeo and gnupg, the cosign CLI, Go modules),
-#   2. checks gofmt, go vet and go mod tidiness,
+#   2. checks gofmt, go vet, staticcheck (staticcheck.conf) and go mod
+#      tidiness,
 #   3. starts PostgreSQL and Redis on loopback (scripts/services.sh),
 #   4. runs `go test -race ./...` (unit tests and the end-to-end suite, which
-#      builds kbs and kbs-client and runs them as real processes),
+#      builds kbs and kbs-client and runs them as real processes), then the
+#      heap measurements without -race,
 #   5. runs every fuzz target for FUZZTIME (default 10s) each.
 # Environment: FUZZTIME=0 skips fuzzing; TEST_RUN passes -run to go test.
+# CI=true (which .ci/run sets) turns every "service not available" skip into
+# a failure.
+# Vectors: every test reads upstream data from testdata/upstream inside the
+# repository (internal/testvectors); TestNoPathLeavesRepository fails on
+# any path that escapes the clone.
 # Minimization is capped (-fuzzminimizetime 100x): the real-evidence seeds
 # are kilobytes long and would otherwise stall each target.
 set -euo pipefail
@@ -48,12 +55,29 @@ fi
 export COSIGN="$tools/cosign"
 "$COSIGN" version >/dev/null
 
+log "installing staticcheck (the lint gate; configuration in staticcheck.conf)"
+if [ ! -x "$tools/staticcheck" ]; then
+  GOFLAGS= GOBIN="$tools" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+
+log "checking every installed tool is present"
+missing=()
+for t in redis-server docker-registry skopeo gpg "$COSIGN" "$tools/staticcheck"; do
+  command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+done
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(initdb)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then echo "installed but not found: ${missing[*]}" >&2; exit 1; fi
+
 log "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed on:"; echo "$unformatted"; exit 1; fi
 
 log "go vet"
 go vet ./...
+
+log "staticcheck"
+"$tools/staticcheck" ./...
 
 log "go mod tidy check"
 cp go.mod /tmp/go.mod.before.$$; cp go.sum /tmp/go.sum.before.$$
@@ -71,6 +95,11 @@ trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
 
 log "go test -race ./..."
 go test -race -count=1 -timeout 30m ${TEST_RUN:+-run "$TEST_RUN"} ./...
+
+# Heap measurements are left out of -race builds (//go:build !race); they
+# run here, without the race detector.
+log "go test (heap measurements, without -race)"
+go test -count=1 -timeout 10m -run 'PeakMemory' ./guest/image ./imagecrypt
 
 FUZZTIME=${FUZZTIME:-10s}
 if [ "$FUZZTIME" != "0" ]; then

@@ -102,7 +102,7 @@ func New(opts Options) *KBS {
 		opts.Rand = rand.Reader
 	}
 	if opts.ExtraParams == nil {
-		opts.ExtraParams = protocol.EmptyExtraParams
+		opts.ExtraParams = json.RawMessage(protocol.EmptyExtraParams)
 	}
 	if opts.TokenLifetime == 0 {
 		opts.TokenLifetime = 5 * time.Minute

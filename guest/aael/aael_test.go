@@ -182,7 +182,7 @@ func TestGoldenAlibabaCloud(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := len(fixture) - len(EndMarker) - len(aael)
+	cut := len(fixture) - len(EndMarker()) - len(aael)
 	if cut <= 0 || !bytes.Equal(fixture[cut:len(fixture)-8], aael) {
 		t.Fatalf("AAEL records differ from the fixture's tail:\n got %x\nwant %x", aael, fixture[max(cut, 0):len(fixture)-8])
 	}
@@ -221,7 +221,7 @@ func TestGoldenAlibabaCloud(t *testing.T) {
 		t.Errorf("parsed log differs from upstream's golden JSON")
 	}
 	// Replaying only our records (no CCEL) gives the fake RTMR3.
-	own, err := eventlog.Parse(append(append(NoCCELHeader[:], aael...), EndMarker[:]...))
+	own, err := eventlog.Parse(append(append(NoCCELHeader(), aael...), EndMarker()...))
 	if err != nil {
 		t.Fatalf("eventlog.Parse(own): %v", err)
 	}
@@ -247,7 +247,7 @@ func TestEvidenceLogFiles(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("AAEL only: ok=%v err=%v", ok, err)
 	}
-	want := append(append(NoCCELHeader[:], rec...), EndMarker[:]...)
+	want := append(append(NoCCELHeader(), rec...), EndMarker()...)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("AAEL only: got %x, want header+record+marker", got)
 	}

@@ -20,10 +20,11 @@ const MaxEvidenceLogBytes = 1 << 20
 // to its end marker.
 var ErrMalformedCCEL = errors.New("aael: malformed CCEL")
 
-// NoCCELHeader is the 69-byte TCG1 EV_NO_ACTION Spec ID event upstream puts
+// noCCELHeader is the 69-byte TCG1 EV_NO_ACTION Spec ID event upstream puts
 // in front of the AAEL records when the platform has no CCEL: it declares
-// SHA-384 (48 bytes) and SM3 (32 bytes) digests.
-var NoCCELHeader = [69]byte{
+// SHA-384 (48 bytes) and SM3 (32 bytes) digests. Never modified; callers
+// get copies from NoCCELHeader.
+var noCCELHeader = [69]byte{
 	0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x25, 0x00, 0x00, 0x00,
 	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -31,8 +32,12 @@ var NoCCELHeader = [69]byte{
 	0x12, 0x00, 0x20, 0x00, 0x00,
 }
 
-// EndMarker ends the event log in evidence.
-var EndMarker = [8]byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}
+// NoCCELHeader returns a copy of the Spec ID event upstream puts in front of
+// the AAEL records when the platform has no CCEL (SHA-384 and SM3 declared).
+func NoCCELHeader() []byte { h := noCCELHeader; return h[:] }
+
+// EndMarker returns the 8 0xFF bytes that end the event log in evidence.
+func EndMarker() []byte { return bytes.Repeat([]byte{0xFF}, 8) }
 
 // TrimCCEL returns the CCEL cut at its end: the first 8-byte all-0xFF or
 // all-0x00 word found where a TCG2 record would start, after the TCG1
@@ -56,7 +61,7 @@ func TrimCCEL(ccel []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: no end marker", ErrMalformedCCEL)
 		}
 		w := ccel[off : off+8]
-		if bytes.Equal(w, EndMarker[:]) || bytes.Equal(w, make([]byte, 8)) {
+		if bytes.Equal(w, EndMarker()) || bytes.Equal(w, make([]byte, 8)) {
 			return ccel[:off:off], nil
 		}
 		// TCG_PCR_EVENT2: index u32, type u32, count u32, {alg u16, digest}, size u32, data.
@@ -115,7 +120,7 @@ func EvidenceLog(ccelPath, aaelPath string) (log []byte, ok bool, err error) {
 		return nil, false, fmt.Errorf("aael: reading AAEL: %w", err)
 	default:
 		if len(out) == 0 {
-			out = append(out, NoCCELHeader[:]...)
+			out = append(out, NoCCELHeader()...)
 		}
 		out = append(out, aael...)
 	}
@@ -125,5 +130,5 @@ func EvidenceLog(ccelPath, aaelPath string) (log []byte, ok bool, err error) {
 	if len(out) > MaxEvidenceLogBytes {
 		return nil, false, fmt.Errorf("aael: event log of %d bytes exceeds %d", len(out), MaxEvidenceLogBytes)
 	}
-	return append(out, EndMarker[:]...), true, nil
+	return append(out, EndMarker()...), true, nil
 }

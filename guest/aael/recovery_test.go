@@ -221,8 +221,8 @@ func FuzzTrimCCEL(f *testing.F) {
 	if b, err := os.ReadFile(fixtureDir + "CCEL_data_ovmf"); err == nil {
 		f.Add(b[:4096])
 	}
-	f.Add(NoCCELHeader[:])
-	f.Add(append(NoCCELHeader[:], EndMarker[:]...))
+	f.Add(NoCCELHeader())
+	f.Add(append(NoCCELHeader(), EndMarker()...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		out, err := TrimCCEL(b)
 		if err == nil && (len(out) > len(b) || !bytes.Equal(out, b[:len(out)])) {

@@ -217,7 +217,7 @@ func (u *unpacker) entry(name, dir string, hdr *tar.Header, r io.Reader) error {
 		if err := u.root.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse: // tar.Reader reports the old TypeRegA as TypeReg
 		if err := u.removeExisting(name, false); err != nil {
 			return err
 		}
@@ -286,7 +286,7 @@ func (u *unpacker) entry(name, dir string, hdr *tar.Header, r io.Reader) error {
 			return err
 		}
 	}
-	if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA {
+	if hdr.Typeflag == tar.TypeReg {
 		_ = u.root.Chtimes(name, hdr.ModTime, hdr.ModTime)
 	}
 	return nil

@@ -78,13 +78,13 @@ type Options struct {
 // Store is a storage.Store on a local directory.
 type Store struct {
 	dir string
+	// beforePublish, set only by this package's crash tests, runs
+	// after the temporary file is durable and before it is
+	// renamed or linked into place.
+	beforePublish func()
 }
 
 var _ storage.Store = (*Store)(nil)
-
-// testHookBeforePublish, when set by a test, runs after the temporary file
-// is durable and before it is renamed or linked into place.
-var testHookBeforePublish func()
 
 // Open creates cfg's directory if needed, removes stale temporary files
 // from its namespace directories and returns a Store on it.
@@ -93,24 +93,10 @@ func Open(cfg Config, opts Options) (*Store, error) {
 	if dir == "" {
 		dir = DefaultDirPath
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("opening local_fs storage: %w", err)
-	}
-	fi, err := os.Stat(dir)
+	cutoff, err := fsutil.OpenDir("local_fs", dir, opts.Now, opts.StaleTempAge)
 	if err != nil {
-		return nil, fmt.Errorf("opening local_fs storage: %w", err)
+		return nil, err
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("opening local_fs storage: %s is not a directory", dir)
-	}
-	now, age := opts.Now, opts.StaleTempAge
-	if now == nil {
-		now = time.Now
-	}
-	if age <= 0 {
-		age = fsutil.DefaultStaleTempAge
-	}
-	cutoff := now().Add(-age)
 	if entries, err := os.ReadDir(dir); err == nil {
 		for _, e := range entries {
 			if e.IsDir() && storage.ValidateNamespace(e.Name()) == nil {
@@ -182,8 +168,8 @@ func (s *Store) set(nsDir, file string, value []byte, overwrite bool) (bool, err
 	if err != nil {
 		return false, err
 	}
-	if testHookBeforePublish != nil {
-		testHookBeforePublish()
+	if s.beforePublish != nil {
+		s.beforePublish()
 	}
 	if overwrite {
 		if err := os.Rename(tmp, file); err != nil {

@@ -49,7 +49,7 @@ func runChild(mode, dir, arg string) int {
 	case "crash-overwrite", "crash-insert":
 		// Die, as a power cut would, once the new value is durable in its
 		// temporary file but not yet published.
-		testHookBeforePublish = func() { os.Exit(crashExitCode) }
+		s.beforePublish = func() { os.Exit(crashExitCode) }
 		_, err := s.Set(ctx, "repository", "default/key/1", []byte(arg), mode == "crash-overwrite")
 		fmt.Fprintln(os.Stderr, "Set returned instead of crashing:", err)
 		return 1

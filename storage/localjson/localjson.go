@@ -87,13 +87,13 @@ type Options struct {
 // Store is a storage.Store on a directory of JSON files.
 type Store struct {
 	dir string
+	// beforePublish, set only by this package's crash tests, runs
+	// after the new file is durable and before it is renamed
+	// into place.
+	beforePublish func()
 }
 
 var _ storage.Store = (*Store)(nil)
-
-// testHookBeforePublish, when set by a test, runs after the new file is
-// durable and before it is renamed into place.
-var testHookBeforePublish func()
 
 // Open creates cfg's directory if needed, removes stale temporary files from
 // it and returns a Store on it.
@@ -102,24 +102,11 @@ func Open(cfg Config, opts Options) (*Store, error) {
 	if dir == "" {
 		dir = DefaultFileDirPath
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("opening local_json storage: %w", err)
-	}
-	fi, err := os.Stat(dir)
+	cutoff, err := fsutil.OpenDir("local_json", dir, opts.Now, opts.StaleTempAge)
 	if err != nil {
-		return nil, fmt.Errorf("opening local_json storage: %w", err)
+		return nil, err
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("opening local_json storage: %s is not a directory", dir)
-	}
-	now, age := opts.Now, opts.StaleTempAge
-	if now == nil {
-		now = time.Now
-	}
-	if age <= 0 {
-		age = fsutil.DefaultStaleTempAge
-	}
-	fsutil.RemoveStaleTemps(dir, now().Add(-age))
+	fsutil.RemoveStaleTemps(dir, cutoff)
 	return &Store{dir: dir}, nil
 }
 
@@ -277,8 +264,8 @@ func (s *Store) update(ns, file string, change func(map[string]string) bool) err
 	if err != nil {
 		return err
 	}
-	if testHookBeforePublish != nil {
-		testHookBeforePublish()
+	if s.beforePublish != nil {
+		s.beforePublish()
 	}
 	if err := os.Rename(tmp, file); err != nil {
 		_ = os.Remove(tmp)

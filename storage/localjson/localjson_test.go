@@ -48,7 +48,7 @@ func runChild(mode, dir, arg string) int {
 	}
 	switch mode {
 	case "crash":
-		testHookBeforePublish = func() { os.Exit(crashExitCode) }
+		s.beforePublish = func() { os.Exit(crashExitCode) }
 		_, err := s.Set(ctx, "reference_value", "svn", []byte(arg), true)
 		fmt.Fprintln(os.Stderr, "Set returned instead of crashing:", err)
 		return 1

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-trustee/go-trustee/internal/testwait"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 
 	"github.com/google/go-sev-guest/verify/testdata"
 
@@ -206,9 +208,7 @@ func TestKDSCaching(t *testing.T) {
 		}
 		// Release the held KDS answer only once all n attestations wait
 		// for the one fetch.
-		for v.joined.n.Load() < n || kds.InFlight() != 1 {
-			time.Sleep(time.Millisecond)
-		}
+		testwait.Until(t, "every attestation joined to one fetch", func() bool { return v.joined.n.Load() >= n && kds.InFlight() == 1 })
 		release()
 		wg.Wait()
 		close(errs)
@@ -278,18 +278,16 @@ func TestKDSCaching(t *testing.T) {
 			_, err := v.Evaluate(cctx, evidence, exp)
 			done <- err
 		}()
-		for kds.InFlight() != 1 {
-			time.Sleep(time.Millisecond)
-		}
+		testwait.Until(t, "the KDS fetch in flight", func() bool { return kds.InFlight() == 1 })
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) || !errors.Is(err, ErrEndorsementKey) {
 			t.Fatalf("cancelled Evaluate = %v", err)
 		}
 		release()
 		// The shared fetch completes and is cached; wait for it.
-		for v.mem.get("src\x00Genoa\x00"+hex.EncodeToString(mustReport(t, evidence).ChipID[:])+"\x00bl10_tee00_snp23_ucode25") == nil {
-			time.Sleep(time.Millisecond)
-		}
+		testwait.Until(t, "the shared fetch cached", func() bool {
+			return v.mem.get("src\x00Genoa\x00"+hex.EncodeToString(mustReport(t, evidence).ChipID[:])+"\x00bl10_tee00_snp23_ucode25") != nil
+		})
 		if _, err := v.Evaluate(ctx, evidence, exp); err != nil || kds.Requests() != 1 {
 			t.Fatalf("Evaluate = %v with %d requests", err, kds.Requests())
 		}

@@ -14,7 +14,7 @@ import (
 	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
 
-// Upstream vectors, by path relative to this package directory.
+// Upstream vectors (testdata/upstream, see internal/testvectors).
 var testdataDir = testvectors.Path("trustee/verifier")
 
 func readVector(t testing.TB, name string) []byte {

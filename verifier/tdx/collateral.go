@@ -93,13 +93,6 @@ type enclaveIdentity struct {
 	TCBLevels               []tcbLevel `json:"tcbLevels"`
 }
 
-// Intel's TCB status names.
-var tcbStatuses = map[string]bool{
-	"UpToDate": true, "SWHardeningNeeded": true, "ConfigurationNeeded": true,
-	"ConfigurationAndSWHardeningNeeded": true, "OutOfDate": true,
-	"OutOfDateConfigurationNeeded": true, "Revoked": true,
-}
-
 // signedDoc is a signed collateral document: TCB info or QE identity,
 // verified with its issuer chain when built.
 type signedDoc struct {

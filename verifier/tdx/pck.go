@@ -39,6 +39,15 @@ func IntelRootCA() *x509.Certificate {
 	if err != nil {
 		panic("tdx: embedded Intel SGX Root CA does not parse: " + err.Error())
 	}
+	// The embedded certificate must carry the key Intel's QVL hard-codes:
+	// a corrupted or swapped PEM never becomes a trust anchor.
+	pub, ok := c.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		panic("tdx: embedded Intel SGX Root CA key is not ECDSA")
+	}
+	if raw, err := pub.Bytes(); err != nil || !bytes.Equal(raw, intelRootKey) {
+		panic("tdx: embedded Intel SGX Root CA key is not Intel's root key")
+	}
 	return c
 }
 

@@ -217,7 +217,7 @@ func TestDetectNegative(t *testing.T) {
 }
 
 func TestIMDSFailure(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 503) }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusServiceUnavailable) }))
 	defer srv.Close()
 	open := azureSimulator(t, HCLReport(tpm.HCLReportSNP, make([]byte, 1184), nil))
 	a, _ := New(Options{Open: open, HTTPClient: srv.Client(), IMDSURL: srv.URL, Settle: -1})

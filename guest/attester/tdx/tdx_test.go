@@ -100,7 +100,7 @@ func TestEvidenceEventLog(t *testing.T) {
 		t.Fatalf("cc_eventlog missing (%v): %s", err, ev)
 	}
 	raw := e.EventLog
-	if !bytes.HasPrefix(raw, aael.NoCCELHeader[:]) || !bytes.HasSuffix(raw, aael.EndMarker[:]) {
+	if !bytes.HasPrefix(raw, aael.NoCCELHeader()) || !bytes.HasSuffix(raw, aael.EndMarker()) {
 		t.Fatal("cc_eventlog lacks the no-CCEL header or the end marker")
 	}
 	// RTMR3 = SHA384(0^48 || digest), the extension via sysfs.

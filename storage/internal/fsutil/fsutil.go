@@ -145,3 +145,28 @@ func RemoveStaleTemps(dir string, cutoff time.Time) {
 		_ = os.Remove(filepath.Join(dir, e.Name()))
 	}
 }
+
+// OpenDir is the common start of a file backend's Open: it creates dir
+// (0700) if needed, checks that it is a directory, and returns the cutoff
+// before which leftover temporary files are stale (now and staleAge as the
+// backend's Options give them: nil and <= 0 mean time.Now and
+// DefaultStaleTempAge). backend names the backend in errors ("local_fs").
+func OpenDir(backend, dir string, now func() time.Time, staleAge time.Duration) (cutoff time.Time, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return time.Time{}, fmt.Errorf("opening %s storage: %w", backend, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("opening %s storage: %w", backend, err)
+	}
+	if !fi.IsDir() {
+		return time.Time{}, fmt.Errorf("opening %s storage: %s is not a directory", backend, dir)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if staleAge <= 0 {
+		staleAge = DefaultStaleTempAge
+	}
+	return now().Add(-staleAge), nil
+}

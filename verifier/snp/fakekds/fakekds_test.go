@@ -9,7 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
+
+	"github.com/go-trustee/go-trustee/internal/testwait"
 )
 
 func TestRecordedData(t *testing.T) {
@@ -111,9 +112,7 @@ func TestGetter(t *testing.T) {
 		_, err := k.Get(ctx, "http://h"+GenoaVCEKPath)
 		done <- err
 	}()
-	for k.InFlight() != 1 {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, "the request in flight", func() bool { return k.InFlight() == 1 })
 	select {
 	case <-done:
 		t.Fatal("held request answered")
