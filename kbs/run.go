@@ -34,13 +34,7 @@ func (s *Server) Listen() ([]net.Listener, error) {
 // Serve serves the KBS on the listeners (HTTPS unless insecure_http) until
 // ctx ends, then shuts down gracefully. It also runs the session sweeper.
 func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
-	var tlsCfg *tls.Config
-	if !s.cfg.HTTPServer.InsecureHTTP {
-		var err error
-		if tlsCfg, err = TLSConfig(s.cfg.HTTPServer); err != nil {
-			return err
-		}
-	}
+	tlsCfg := s.tls // loaded by New
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

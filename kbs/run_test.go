@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/http"
@@ -101,6 +102,9 @@ authorization_mode = "DenyAll"
 	cfg.HTTPServer.Certificate, cfg.HTTPServer.PrivateKey = certPath, keyPath
 	e := newEnv(t, testConfig, nil, nil) // for a store-backed server we only need its pieces
 	e.srv.cfg = cfg
+	if e.srv.tls, err = serverTLS(cfg.HTTPServer); err != nil { // what New loads from the config
+		t.Fatal(err)
+	}
 	ls, err := e.srv.Listen()
 	if err != nil {
 		t.Fatal(err)
@@ -123,5 +127,35 @@ authorization_mode = "DenyAll"
 	}
 	if err := get(tls.VersionTLS12); err == nil {
 		t.Fatal("TLS 1.2 client served by the modern profile")
+	}
+}
+
+// TestNewRefusesMissingTLSMaterialBeforeOpeningAnything: an HTTPS server
+// whose certificate cannot be loaded is never built, and nothing it would
+// have opened (here the LocalFs repository directory) is created.
+func TestNewRefusesMissingTLSMaterialBeforeOpeningAnything(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repository")
+	cfg, _, err := ParseConfig([]byte(`
+[http_server]
+sockets = ["127.0.0.1:0"]
+private_key = "/nonexistent/key.pem"
+certificate = "/nonexistent/cert.pem"
+[admin]
+authorization_mode = "DenyAll"
+[storage_backend]
+storage_type = "LocalFs"
+[storage_backend.backends.local_fs]
+dir_path = "` + dir + `"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), cfg, Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("New accepted an HTTPS configuration whose certificate does not exist")
+	}
+	if _, statErr := os.Stat(dir); !errors.Is(statErr, os.ErrNotExist) {
+		t.Fatalf("New opened the storage backend before refusing the TLS material (stat: %v)", statErr)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -67,6 +68,7 @@ type Server struct {
 	policy   *resourcepolicy.Engine
 	plugins  map[string]plugin
 	metrics  *metrics
+	tls      *tls.Config // nil: insecure_http
 	payload  int64
 	reqSeq   atomic.Uint64
 }
@@ -85,16 +87,54 @@ func newTokenVerifier(ctx context.Context, cfg token.Config, builtin []crypto.Pu
 	return token.NewVerifier(ctx, cfg, opts)
 }
 
-// New builds a Server from a loaded configuration. It opens the stores,
+// New builds a Server from a loaded configuration. It loads the TLS
+// certificate and key first, then opens the stores,
 // starts the built-in Attestation Service, loads the token trust material
 // and the admin identity providers; a misconfigured Server never exists.
 func New(ctx context.Context, cfg *Config, opts Options) (s *Server, err error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: nil configuration", ErrConfig)
 	}
-	s = &Server{cfg: cfg, log: opts.Logger, audit: opts.AuditLogger, now: opts.Now, rand: opts.Rand}
+	s = newServer(cfg, opts)
+	// Material that can be wrong in the file comes first, before anything
+	// is opened: a misconfigured server never exists.
+	if s.tls, err = serverTLS(cfg.HTTPServer); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err = s.openStores(ctx, opts); err != nil {
+		return nil, err
+	}
+	trusted, err := s.startAttestationService(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if s.tokens, err = newTokenVerifier(ctx, cfg.AttestationToken, trusted, token.Options{HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "token")}); err != nil {
+		return nil, fmt.Errorf("loading attestation token trust: %w", err)
+	}
+	if s.admin, err = admin.New(ctx, cfg.Admin, admin.Options{HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "admin")}); err != nil {
+		return nil, fmt.Errorf("configuring admin API: %w", err)
+	}
+	if err = s.loadResourcePolicy(ctx); err != nil {
+		return nil, err
+	}
+	if s.plugins, err = newPlugins(cfg.Plugins, s.store); err != nil {
+		return nil, err
+	}
+	s.log.Info("KBS configured", "version", Version, "admin", s.admin.Mode(), "attestation_service", cfg.AttestationService.Type,
+		"storage", cfg.StorageBackend.StorageType, "session_timeout_min", cfg.AttestationService.Timeout, "tls", s.tls != nil)
+	return s, nil
+}
+
+// newServer fills in the injected dependencies and their defaults.
+func newServer(cfg *Config, opts Options) *Server {
+	s := &Server{cfg: cfg, log: opts.Logger, audit: opts.AuditLogger, now: opts.Now, rand: opts.Rand}
 	if s.log == nil {
-		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.audit == nil {
 		s.audit = s.log.With("audit", true)
@@ -107,96 +147,112 @@ func New(ctx context.Context, cfg *Config, opts Options) (s *Server, err error) 
 	}
 	s.payload = int64(cfg.HTTPServer.PayloadRequestSize) << 20
 	s.metrics = newMetrics(Version)
-	defer func() {
-		if err != nil {
-			s.Close()
-		}
-	}()
+	return s
+}
 
+// serverTLS loads the certificate, key and profile of [http_server]; nil
+// for insecure_http.
+func serverTLS(c HTTPServerConfig) (*tls.Config, error) {
+	if c.InsecureHTTP {
+		return nil, nil
+	}
+	return TLSConfig(c)
+}
+
+// openStores opens the storage backend (unless opts.Store injects one) and,
+// when session_storage_type names another backend type, the session store.
+func (s *Server) openStores(ctx context.Context, opts Options) error {
+	cfg := s.cfg
 	s.store = opts.Store
 	if s.store == nil {
+		var err error
 		if s.store, err = backends.Open(ctx, cfg.StorageBackend); err != nil {
-			return nil, fmt.Errorf("opening storage backend: %w", err)
+			return fmt.Errorf("opening storage backend: %w", err)
 		}
 		s.closers = append(s.closers, s.store.Close)
 	}
-	sessStore := s.store
-	if cfg.SessionStorageType != "" && opts.Store == nil {
-		same, err := sameType(cfg.SessionStorageType, cfg.StorageBackend.StorageType)
-		if err != nil {
-			return nil, fmt.Errorf("%w: session_storage_type: %v", ErrConfig, err)
-		}
-		if !same {
-			if sessStore, err = backends.OpenType(ctx, cfg.SessionStorageType, cfg.StorageBackend); err != nil {
-				return nil, fmt.Errorf("opening session storage: %w", err)
-			}
-			s.closers = append(s.closers, sessStore.Close)
-		}
+	sessStore, err := s.storeOfType(ctx, opts, cfg.SessionStorageType, "session_storage_type", "session storage")
+	if err != nil {
+		return err
 	}
 	s.sessions = &sessions{kv: sessStore, now: s.now, rand: s.rand, timeout: time.Duration(cfg.AttestationService.Timeout) * time.Minute, log: s.log}
+	return nil
+}
 
-	var trusted []crypto.PublicKey
-	switch cfg.AttestationService.Type {
+// storeOfType returns the main store, or a store of another backend type
+// when typ names one (opened with the same [storage_backend] settings and
+// closed with the server). An injected opts.Store serves every purpose.
+func (s *Server) storeOfType(ctx context.Context, opts Options, typ, key, what string) (storage.Store, error) {
+	if typ == "" || opts.Store != nil {
+		return s.store, nil
+	}
+	same, err := sameType(typ, s.cfg.StorageBackend.StorageType)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, key, err)
+	}
+	if same {
+		return s.store, nil
+	}
+	st, err := backends.OpenType(ctx, typ, s.cfg.StorageBackend)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", what, err)
+	}
+	s.closers = append(s.closers, st.Close)
+	return st, nil
+}
+
+// startAttestationService starts the built-in AS and returns its token
+// signing keys, which the token verifier trusts. For the external AS types
+// (passport mode only) it starts nothing.
+func (s *Server) startAttestationService(ctx context.Context, opts Options) ([]crypto.PublicKey, error) {
+	cfg := s.cfg.AttestationService
+	switch cfg.Type {
 	case ASTypeBuiltin:
-		asStore := s.store
-		if t := cfg.AttestationService.StorageType; t != "" && opts.Store == nil {
-			same, err := sameType(t, cfg.StorageBackend.StorageType)
-			if err != nil {
-				return nil, fmt.Errorf("%w: attestation_service storage_type: %v", ErrConfig, err)
-			}
-			if !same {
-				if asStore, err = backends.OpenType(ctx, t, cfg.StorageBackend); err != nil {
-					return nil, fmt.Errorf("opening attestation service storage: %w", err)
-				}
-				s.closers = append(s.closers, asStore.Close)
-			}
-		}
-		verifiers := opts.Verifiers
-		if verifiers == nil {
-			verifiers, err = builtin.New(cfg.AttestationService.VerifierConfig, builtin.Options{
-				HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "verifier")})
-			if err != nil {
-				return nil, fmt.Errorf("%w: verifier_config: %v", ErrConfig, err)
-			}
-		}
-		s.as, err = as.New(ctx, cfg.AttestationService.Config, as.Options{Store: asStore, Verifiers: verifiers, Now: s.now, Rand: s.rand, Logger: s.log.With("component", "as")})
-		if err != nil {
-			return nil, fmt.Errorf("starting attestation service: %w", err)
-		}
-		if trusted, err = jwksKeys(s.as.JWKS()); err != nil {
-			return nil, fmt.Errorf("reading attestation service key: %w", err)
-		}
 	case ASTypeGRPC, ASTypeIntelTA:
 		// Passport mode only: this KBS verifies tokens issued elsewhere and
 		// serves resources; /auth and /attest answer with a clear error.
-		s.log.Warn("attestation service type not built into this KBS: /kbs/v0/auth and /kbs/v0/attest are disabled, Bearer tokens are still served", "type", cfg.AttestationService.Type)
+		s.log.Warn("attestation service type not built into this KBS: /kbs/v0/auth and /kbs/v0/attest are disabled, Bearer tokens are still served", "type", cfg.Type)
+		return nil, nil
+	default:
+		return nil, nil
 	}
-
-	tv, err := newTokenVerifier(ctx, cfg.AttestationToken, trusted, token.Options{HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "token")})
+	asStore, err := s.storeOfType(ctx, opts, cfg.StorageType, "attestation_service storage_type", "attestation service storage")
 	if err != nil {
-		return nil, fmt.Errorf("loading attestation token trust: %w", err)
+		return nil, err
 	}
-	s.tokens = tv
+	verifiers := opts.Verifiers
+	if verifiers == nil {
+		verifiers, err = builtin.New(cfg.VerifierConfig, builtin.Options{
+			HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "verifier")})
+		if err != nil {
+			return nil, fmt.Errorf("%w: verifier_config: %v", ErrConfig, err)
+		}
+	}
+	s.as, err = as.New(ctx, cfg.Config, as.Options{Store: asStore, Verifiers: verifiers, Now: s.now, Rand: s.rand, Logger: s.log.With("component", "as")})
+	if err != nil {
+		return nil, fmt.Errorf("starting attestation service: %w", err)
+	}
+	trusted, err := jwksKeys(s.as.JWKS())
+	if err != nil {
+		return nil, fmt.Errorf("reading attestation service key: %w", err)
+	}
+	return trusted, nil
+}
 
-	if s.admin, err = admin.New(ctx, cfg.Admin, admin.Options{HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "admin")}); err != nil {
-		return nil, fmt.Errorf("configuring admin API: %w", err)
-	}
-	if s.policy, err = resourcepolicy.New(ctx, s.store, resourcepolicy.Options{
+// loadResourcePolicy starts the resource policy engine on the store.
+func (s *Server) loadResourcePolicy(ctx context.Context) (err error) {
+	s.policy, err = resourcepolicy.New(ctx, s.store, resourcepolicy.Options{
 		Logger: s.log.With("component", "policy"), Now: s.now,
 		// Re-read the stored policy on every evaluation (the compiled query
 		// is reused while its bytes are unchanged), so that a policy change
 		// through any replica takes effect on all of them at once: a
 		// revocation must not wait for a cache to expire.
 		ReloadInterval: time.Nanosecond,
-	}); err != nil {
-		return nil, fmt.Errorf("loading resource policy: %w", err)
+	})
+	if err != nil {
+		return fmt.Errorf("loading resource policy: %w", err)
 	}
-	if s.plugins, err = newPlugins(cfg.Plugins, s.store); err != nil {
-		return nil, err
-	}
-	s.log.Info("KBS configured", "version", Version, "admin", s.admin.Mode(), "attestation_service", cfg.AttestationService.Type,
-		"storage", cfg.StorageBackend.StorageType, "session_timeout_min", cfg.AttestationService.Timeout)
-	return s, nil
+	return nil
 }
 
 func sameType(a, b string) (bool, error) {
