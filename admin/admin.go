@@ -54,15 +54,15 @@ import (
 var (
 	// ErrInvalidConfig is returned by decoding and New for an unusable
 	// [admin] section.
-	ErrInvalidConfig = errors.New("invalid admin configuration")
+	ErrInvalidConfig = errors.New("admin: invalid configuration")
 	// ErrUnauthenticated is returned by Authorize when the request carries
 	// no admin token, or one no identity provider or persona verifies.
-	ErrUnauthenticated = errors.New("admin request not authenticated")
+	ErrUnauthenticated = errors.New("admin: admin request not authenticated")
 	// ErrForbidden is returned by Authorize when the token is genuine but
 	// its role may not use the requested endpoint (or has no role).
-	ErrForbidden = errors.New("admin request not authorized")
+	ErrForbidden = errors.New("admin: admin request not authorized")
 	// ErrAdminDenied is returned by Authorize in DenyAll mode.
-	ErrAdminDenied = errors.New("admin endpoints are disabled (DenyAll)")
+	ErrAdminDenied = errors.New("admin: admin endpoints are disabled (DenyAll)")
 )
 
 // PrincipalAnonymous is the principal of requests allowed without a token.
@@ -70,9 +70,6 @@ const PrincipalAnonymous = "Anonymous"
 
 // principalLegacyKey is the principal of a v0.15 auth_public_key token.
 const principalLegacyKey = "admin"
-
-// maxRegexLen bounds an allowed_endpoints expression.
-const maxRegexLen = 4096
 
 // Options are the non-configuration inputs of an Authorizer. Zero values
 // are production defaults.
@@ -324,8 +321,8 @@ func compileEndpoint(expr string) (*regexp.Regexp, error) {
 	if !strings.HasPrefix(expr, "^/kbs") || !strings.HasSuffix(expr, "$") {
 		return nil, fmt.Errorf("%w: allowed_endpoints %q must start with ^/kbs and end with $", ErrInvalidConfig, expr)
 	}
-	if len(expr) > maxRegexLen {
-		return nil, fmt.Errorf("%w: allowed_endpoints longer than %d", ErrInvalidConfig, maxRegexLen)
+	if len(expr) > limits.MaxAdminEndpointRegexBytes {
+		return nil, fmt.Errorf("%w: allowed_endpoints longer than %d", ErrInvalidConfig, limits.MaxAdminEndpointRegexBytes)
 	}
 	re, err := regexp.Compile(expr)
 	if err != nil {

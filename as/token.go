@@ -2,21 +2,22 @@ package as
 
 // EAR token assembly and signing.
 //
-// Why the token is assembled here rather than with a JOSE or EAR library:
-// upstream's tokens have a layout no library produces as is. The JWS header
-// carries the signing key as a "jwk" member whose own "x5c" holds the
-// certificate chain (standard base64 DER) — the KBS finds the key and the
-// chain there — and the claims mix EAR members with Trustee-specific ones
-// (annotated evidence keyed by TEE, "ear.trustee.identifiers", "exp"/"iss"
-// as EAR extensions) in a fixed order. Writing the few bytes ourselves keeps
-// them exactly as upstream's ear/jsonwebtoken crates write them; tests check
-// the result with go-jose.
+// Why the header and claims are assembled here rather than with a JOSE or
+// EAR library: upstream's tokens have a layout no library produces as is.
+// The JWS header carries the signing key as a "jwk" member whose own "x5c"
+// holds the certificate chain (standard base64 DER) — the KBS finds the key
+// and the chain there — and the claims mix EAR members with
+// Trustee-specific ones (annotated evidence keyed by TEE,
+// "ear.trustee.identifiers", "exp"/"iss" as EAR extensions) in a fixed
+// order. Writing these bytes ourselves keeps them exactly as upstream's
+// ear/jsonwebtoken crates write them; the JWS itself is signed by package
+// jwt (jwt.Signer signs a header as given), and tests check the result
+// with go-jose.
 
 import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -27,6 +28,7 @@ import (
 	"os"
 
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/token/jwt"
 )
 
 // trustClaimNames are the AR4SI trustworthiness claims in EAR order.
@@ -206,11 +208,9 @@ func (c *earClaims) marshal() ([]byte, error) {
 
 // signer signs EAR tokens with ES256.
 type signer struct {
-	key       *ecdsa.PrivateKey
+	jws       *jwt.Signer
 	ephemeral bool
-	rand      io.Reader
 	jwk       []byte // public JWK JSON, upstream member order
-	header    string // base64url of the JWS header
 }
 
 // newSigner loads the configured key (and chain) or, for a nil config,
@@ -351,14 +351,13 @@ func finishSigner(key *ecdsa.PrivateKey, chain []*x509.Certificate, certURL stri
 		return nil, w.err
 	}
 	jwk := w.buf.Bytes()
+	// The header members in the order upstream writes them: typ, alg, jwk.
 	header := append(append([]byte(`{"typ":"JWT","alg":"ES256","jwk":`), jwk...), '}')
-	return &signer{
-		key:       key,
-		ephemeral: ephemeral,
-		rand:      rand,
-		jwk:       jwk,
-		header:    base64.RawURLEncoding.EncodeToString(header),
-	}, nil
+	jws, err := jwt.NewSigner(key, header, rand)
+	if err != nil {
+		return nil, fmt.Errorf("token signer: %w", err)
+	}
+	return &signer{jws: jws, ephemeral: ephemeral, jwk: jwk}, nil
 }
 
 // jwks is the JSON Web Key Set with the signing key.
@@ -368,22 +367,11 @@ func (s *signer) jwks() []byte {
 
 // sign returns the compact JWS of claims.
 func (s *signer) sign(claims []byte) (string, error) {
-	n := len(s.header) + 1 + base64.RawURLEncoding.EncodedLen(len(claims))
-	out := make([]byte, 0, n+1+86)
-	out = append(out, s.header...)
-	out = append(out, '.')
-	out = base64.RawURLEncoding.AppendEncode(out, claims)
-	digest := sha256.Sum256(out)
-	r, ss, err := ecdsa.Sign(s.rand, s.key, digest[:])
+	tok, err := s.jws.Sign(claims)
 	if err != nil {
 		return "", fmt.Errorf("signing EAR token: %w", err)
 	}
-	var sig [64]byte
-	r.FillBytes(sig[:32])
-	ss.FillBytes(sig[32:])
-	out = append(out, '.')
-	out = base64.RawURLEncoding.AppendEncode(out, sig[:])
-	return string(out), nil
+	return tok, nil
 }
 
 // errNoSubmods mirrors the EAR validation of an empty result.

@@ -50,6 +50,7 @@ import (
 	"unicode"
 
 	"github.com/go-trustee/go-trustee/guest/attester"
+	"github.com/go-trustee/go-trustee/internal/clock"
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/protocol"
 )
@@ -147,7 +148,7 @@ type Client struct {
 
 	mu      sync.Mutex // guards the fields below
 	token   string
-	times   tokenTimes
+	times   TokenTimes
 	static  bool   // token came from Options.Token and was not replaced
 	session string // kbs-session-id value of the last handshake
 	gen     uint64 // bumped whenever token changes
@@ -190,7 +191,7 @@ func New(opts Options) (*Client, error) {
 		c.requestTimeout = DefaultRequestTimeout
 	}
 	if c.sleep == nil {
-		c.sleep = sleepCtx
+		c.sleep = clock.Sleep
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -225,7 +226,7 @@ func New(opts Options) (*Client, error) {
 		if opts.KeyPair == nil {
 			return nil, errors.New("client options: Token needs the KeyPair whose public key it certifies")
 		}
-		times, err := parseTokenTimes(opts.Token)
+		times, err := ParseTokenTimes(opts.Token)
 		if err != nil {
 			return nil, fmt.Errorf("client options: %w", err)
 		}
@@ -258,17 +259,6 @@ func parseBaseURL(s string) (string, error) {
 		return "", fmt.Errorf("client options: URL %q must be scheme://host[:port][/prefix]", s)
 	}
 	return strings.TrimRight(s, "/"), nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // KeyPair returns the client's TEE key pair.

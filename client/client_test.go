@@ -499,18 +499,18 @@ func TestTokenValidity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			times, err := parseTokenTimes(jwt(tt.claims))
+			times, err := ParseTokenTimes(jwt(tt.claims))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := times.valid(now); got != tt.valid {
+			if got := times.UsableAt(now, 0); got != tt.valid {
 				t.Errorf("valid = %v, want %v", got, tt.valid)
 			}
 		})
 	}
 	for _, bad := range []string{"", "a.b", "a.b.c.d", "a.!!.c", jwt(`[]`), jwt(`{"exp":"soon"}`), jwt(`{"exp":-1}`), jwt(`{"nbf":1e300}`), strings.Repeat("a", limits.MaxTokenBytes+1)} {
-		if _, err := parseTokenTimes(bad); !errors.Is(err, ErrInvalidToken) {
-			t.Errorf("parseTokenTimes(%.20q) = %v, want ErrInvalidToken", bad, err)
+		if _, err := ParseTokenTimes(bad); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("ParseTokenTimes(%.20q) = %v, want ErrInvalidToken", bad, err)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // FuzzParseResourceURI: no panic; an accepted URI re-parses from its
@@ -32,21 +34,42 @@ func FuzzParseResourceURI(f *testing.F) {
 	})
 }
 
-// FuzzParseTokenTimes: no panic, errors are ErrInvalidToken, and a parsed
-// token has a usable validity answer.
+// FuzzParseTokenTimes: the token is attacker-controlled (the KBS's
+// answer, or the attestation-agent's). No panic; errors are
+// ErrInvalidToken; an accepted token is a bounded three-part JWT whose
+// times lie in [1970, 2^40 s], and a margin only ever makes it less usable.
 func FuzzParseTokenTimes(f *testing.F) {
 	f.Add(jwt(`{"exp":1800000000,"nbf":1}`))
 	f.Add(jwt(`{"exp":1.5e9}`))
+	f.Add(jwt(`{}`))
+	f.Add(jwt(`{"exp":"1800000000"}`))
+	f.Add(jwt(`{"exp":null,"nbf":-0}`))
+	f.Add(jwt(`[1]`))
 	f.Add("a.b.c")
+	f.Add("a.!!.c")
 	f.Fuzz(func(t *testing.T, s string) {
-		tt, err := parseTokenTimes(s)
+		tt, err := ParseTokenTimes(s)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidToken) {
 				t.Fatalf("error %v is not ErrInvalidToken", err)
 			}
+			if tt != (TokenTimes{}) {
+				t.Fatalf("error %v with times %+v", err, tt)
+			}
 			return
 		}
-		tt.valid(time.Unix(1_800_000_000, 0))
+		if len(s) > limits.MaxTokenBytes || strings.Count(s, ".") != 2 {
+			t.Fatalf("accepted %d bytes with %d dots", len(s), strings.Count(s, "."))
+		}
+		for _, ts := range []time.Time{tt.Exp, tt.Nbf} {
+			if !ts.IsZero() && (ts.Before(time.Unix(0, 0)) || ts.After(time.Unix(maxTokenTime, 0))) {
+				t.Fatalf("accepted time %v", ts)
+			}
+		}
+		now := time.Unix(1_800_000_000, 0)
+		if tt.UsableAt(now, time.Minute) && !tt.UsableAt(now, 0) {
+			t.Fatalf("%+v usable with a margin but not without", tt)
+		}
 	})
 }
 

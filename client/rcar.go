@@ -52,14 +52,14 @@ func parseChallenge(b []byte) (protocol.Challenge, protocol.HashAlgorithm, error
 }
 
 // parseAttestResponse decodes {"token":"<JWT>"} and the token's validity.
-func parseAttestResponse(b []byte) (string, tokenTimes, error) {
+func parseAttestResponse(b []byte) (string, TokenTimes, error) {
 	var ar protocol.AttestationResponse
 	if err := json.Unmarshal(b, &ar); err != nil {
-		return "", tokenTimes{}, fmt.Errorf("%w: attest response: %v", ErrInvalidResponse, err)
+		return "", TokenTimes{}, fmt.Errorf("%w: attest response: %v", ErrInvalidResponse, err)
 	}
-	times, err := parseTokenTimes(ar.Token)
+	times, err := ParseTokenTimes(ar.Token)
 	if err != nil {
-		return "", tokenTimes{}, fmt.Errorf("%w: attest response: %w", ErrInvalidResponse, err)
+		return "", TokenTimes{}, fmt.Errorf("%w: attest response: %w", ErrInvalidResponse, err)
 	}
 	return ar.Token, times, nil
 }
@@ -107,7 +107,7 @@ func (c *Client) evidence(ctx context.Context, h protocol.HashAlgorithm, rd prot
 }
 
 // handshake runs one RCAR handshake and returns the token and session.
-func (c *Client) handshake(ctx context.Context) (token, session string, times tokenTimes, err error) {
+func (c *Client) handshake(ctx context.Context) (token, session string, times TokenTimes, err error) {
 	tee := c.att.Tee()
 	body, err := authRequest(tee)
 	if err != nil {
@@ -202,11 +202,13 @@ type creds struct {
 	gen            uint64
 }
 
-// current returns the cached credentials when they may be used.
+// current returns the cached credentials when they may be used. The token
+// is used up to its exp (margin 0): one that expires on its way earns a
+// 401, on which the read re-attests.
 func (c *Client) current() (creds, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.token == "" || (!c.static && !c.times.valid(c.now())) {
+	if c.token == "" || (!c.static && !c.times.UsableAt(c.now(), 0)) {
 		return creds{}, false
 	}
 	return creds{token: c.token, session: c.session, gen: c.gen}, true

@@ -3,12 +3,7 @@ package imagecrypt
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -18,12 +13,15 @@ import (
 	"time"
 
 	"github.com/go-trustee/go-trustee/client"
+	"github.com/go-trustee/go-trustee/imagecrypt/keyprovider"
 	"github.com/go-trustee/go-trustee/sealedsecret"
+	"github.com/go-trustee/go-trustee/token/jwt"
 	"github.com/google/uuid"
 )
 
-// MaxKeyProviderInput bounds a keyprovider request JSON.
-const MaxKeyProviderInput = 1 << 20
+// MaxKeyProviderInput bounds a keyprovider request JSON
+// (keyprovider.MaxMessageBytes).
+const MaxKeyProviderInput = keyprovider.MaxMessageBytes
 
 // DefaultKeyRepoPath prefixes the kid of a KEK drawn for a WrapKey request
 // without keyid, as coco_keyprovider does.
@@ -104,42 +102,6 @@ func NormalizeKID(keyid string) (kid, path string, err error) {
 	return scheme + "://" + parts[0] + "/" + path, path, nil
 }
 
-// bytesField decodes Go's base64 []byte or Rust's integer-array Vec<u8>.
-type bytesField []byte
-
-func (f *bytesField) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if string(b) == "null" {
-		*f = nil
-		return nil
-	}
-	if len(b) > 0 && b[0] == '[' {
-		var ints []int
-		if err := json.Unmarshal(b, &ints); err != nil {
-			return err
-		}
-		out := make([]byte, len(ints))
-		for i, v := range ints {
-			if v < 0 || v > 255 {
-				return fmt.Errorf("byte %d out of range", i)
-			}
-			out[i] = byte(v)
-		}
-		*f = out
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	d, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return fmt.Errorf("not standard base64")
-	}
-	*f = d
-	return nil
-}
-
 // WrapRequest is the part of a keyprovider "keywrap" request a key
 // provider uses.
 type WrapRequest struct {
@@ -150,58 +112,36 @@ type WrapRequest struct {
 }
 
 // ParseWrapRequest decodes a keyprovider "keywrap" request JSON from Go
-// ocicrypt (base64 strings) or ocicrypt-rs (integer arrays).
+// ocicrypt (base64 strings) or ocicrypt-rs (integer arrays) with package
+// keyprovider, and checks it carries attestation-agent parameters and
+// optsdata.
 func ParseWrapRequest(b []byte) (*WrapRequest, error) {
-	if len(b) > MaxKeyProviderInput {
-		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrInvalidKeyProviderRequest, len(b), MaxKeyProviderInput)
-	}
-	var raw struct {
-		Op            string `json:"op"`
-		KeyWrapParams struct {
-			Ec *struct {
-				Parameters map[string][]bytesField `json:"Parameters"`
-			} `json:"ec"`
-			OptsData bytesField `json:"optsdata"`
-		} `json:"keywrapparams"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyProviderRequest, err)
+	raw, err := keyprovider.DecodeWrapRequest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidKeyProviderRequest, err)
 	}
 	if raw.Op != "keywrap" {
 		return nil, fmt.Errorf("%w: op %q (want keywrap)", ErrInvalidKeyProviderRequest, raw.Op)
 	}
-	if raw.KeyWrapParams.Ec == nil {
+	if raw.EC == nil {
 		return nil, fmt.Errorf("%w: no keywrapparams.ec", ErrInvalidKeyProviderRequest)
 	}
-	ps := raw.KeyWrapParams.Ec.Parameters[ProviderName]
+	ps := raw.EC.Parameters[ProviderName]
 	if len(ps) == 0 {
 		return nil, fmt.Errorf("%w: no %s parameters", ErrInvalidKeyProviderRequest, ProviderName)
 	}
-	if len(raw.KeyWrapParams.OptsData) == 0 {
+	if len(raw.OptsData) == 0 {
 		return nil, fmt.Errorf("%w: no optsdata", ErrInvalidKeyProviderRequest)
 	}
-	req := &WrapRequest{OptsData: raw.KeyWrapParams.OptsData}
-	for _, p := range ps {
-		req.Params = append(req.Params, p)
-	}
-	return req, nil
+	return &WrapRequest{Params: ps, OptsData: raw.OptsData}, nil
 }
 
 // MarshalWrapReply encodes {"keywrapresults":{"annotation":[...]}} with
-// the annotation as an integer array, as coco_keyprovider does; Go
-// ocicrypt and ocicrypt-rs both decode it.
+// the annotation as an integer array, as coco_keyprovider does
+// (keyprovider.EncodeWrapReply); Go ocicrypt and ocicrypt-rs both decode
+// it.
 func MarshalWrapReply(packet []byte) ([]byte, error) {
-	ints := make([]int, len(packet))
-	for i, v := range packet {
-		ints[i] = int(v)
-	}
-	return json.Marshal(struct {
-		R struct {
-			Annotation []int `json:"annotation"`
-		} `json:"keywrapresults"`
-	}{struct {
-		Annotation []int `json:"annotation"`
-	}{ints}})
+	return keyprovider.EncodeWrapReply(packet), nil
 }
 
 // Registrar stores a KEK in the KBS at resource path "repo/type/tag".
@@ -234,31 +174,14 @@ func (r *KBSRegistrar) Register(ctx context.Context, path string, kek []byte) er
 }
 
 // LegacyAdminToken signs the admin JWT coco_keyprovider and old kbs-client
-// versions made with an Ed25519 key (PKCS#8 PEM): header
-// {"typ":"JWT","alg":"EdDSA"}, claims {"exp":now+2h,"iat":now}.
+// versions made with an Ed25519 key (PKCS#8 PEM), valid for
+// jwt.AdminTokenLifetime: jwt.ParseAdminKeyPEM then jwt.SignAdminToken.
 func LegacyAdminToken(pemBytes []byte, now time.Time) (string, error) {
-	block, _ := pem.Decode(pemBytes)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return "", errors.New("want a PKCS#8 \"PRIVATE KEY\" PEM block holding an Ed25519 key")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	key, err := jwt.ParseAdminKeyPEM(pemBytes)
 	if err != nil {
-		return "", fmt.Errorf("parsing the admin private key: %w", err)
+		return "", fmt.Errorf("the admin private key: %w", err)
 	}
-	priv, ok := key.(ed25519.PrivateKey)
-	if !ok {
-		return "", fmt.Errorf("an Ed25519 admin key is required, got %T", key)
-	}
-	claims, err := json.Marshal(struct {
-		Exp int64 `json:"exp"`
-		Iat int64 `json:"iat"`
-	}{now.Add(2 * time.Hour).Unix(), now.Unix()})
-	if err != nil {
-		return "", err
-	}
-	enc := base64.RawURLEncoding
-	signing := enc.EncodeToString([]byte(`{"typ":"JWT","alg":"EdDSA"}`)) + "." + enc.EncodeToString(claims)
-	return signing + "." + enc.EncodeToString(ed25519.Sign(priv, []byte(signing))), nil
+	return jwt.SignAdminToken(key, now, jwt.AdminTokenLifetime)
 }
 
 // KeyProvider serves keyprovider "keywrap" requests as coco_keyprovider:

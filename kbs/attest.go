@@ -100,17 +100,30 @@ func (s *Server) sessionFromCookie(r *http.Request) (string, *sessionRecord, err
 
 func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request, log *slog.Logger, body []byte) (err error) {
 	s.metrics.attestationRequests.Inc()
+	// One rule for the two counters: a request that fails before a session
+	// names its TEE is an attestation error; once the TEE is known, any
+	// failure is an attestation failure of that TEE (and is audited).
+	var tee protocol.Tee
+	var id string
+	defer func() {
+		switch {
+		case err == nil:
+		case tee == "":
+			s.metrics.attestationErrors.Inc()
+		default:
+			s.metrics.attestationFailures.WithLabelValues(string(tee)).Inc()
+			s.audit.Info("attestation", "event", "attest", "outcome", "failure", "request_id", requestID(r.Context()),
+				"tee", string(tee), "session", sessionTag(id), "reason", errDetail(err))
+		}
+	}()
 	if s.as == nil {
-		s.metrics.attestationErrors.Inc()
 		return newError(KindAttestationError, nil, "Attestation error: this KBS has no attestation service (type %s)", s.cfg.AttestationService.Type)
 	}
 	if _, err := r.Cookie(protocol.CookieName); err != nil {
-		s.metrics.attestationErrors.Inc()
 		return newError(KindAttestationError, nil, "Attestation error: cookie %s not found", protocol.CookieName)
 	}
 	id, rec, err := s.sessionFromCookie(r)
 	if err != nil {
-		s.metrics.attestationErrors.Inc()
 		if errors.Is(err, errSessionNotFound) {
 			return newError(KindAttestationError, nil, "Attestation error: session not found or expired")
 		}
@@ -122,14 +135,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request, log *slog.
 		return writeJSON(w, protocol.AttestationResponse{Token: rec.Attested.Token})
 	}
 	sess := rec.Authed
-	tee := sess.Request.Tee
-	defer func() {
-		if err != nil {
-			s.metrics.attestationFailures.WithLabelValues(string(tee)).Inc()
-			s.audit.Info("attestation", "event", "attest", "outcome", "failure", "request_id", requestID(r.Context()),
-				"tee", string(tee), "session", sessionTag(id), "reason", errDetail(err))
-		}
-	}()
+	tee = sess.Request.Tee
 
 	var att protocol.Attestation
 	if err := decodeJSON(body, &att); err != nil {

@@ -109,8 +109,8 @@ const (
 	DefaultSessionTimeout = 5 // minutes
 )
 
-// ErrConfig is wrapped by every configuration error.
-var ErrConfig = errors.New("invalid configuration")
+// ErrInvalidConfig is wrapped by every configuration error.
+var ErrInvalidConfig = errors.New("kbs: invalid configuration")
 
 // LoadConfig reads a configuration file: TOML, or JSON when the name ends in
 // .json. It returns the decoded configuration with defaults applied and the
@@ -118,15 +118,15 @@ var ErrConfig = errors.New("invalid configuration")
 func LoadConfig(path string) (*Config, []string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, limits.MaxConfigBytes+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: reading %s: %v", ErrConfig, path, err)
+		return nil, nil, fmt.Errorf("%w: reading %s: %v", ErrInvalidConfig, path, err)
 	}
 	if len(b) > limits.MaxConfigBytes {
-		return nil, nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrConfig, path, limits.MaxConfigBytes)
+		return nil, nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrInvalidConfig, path, limits.MaxConfigBytes)
 	}
 	if strings.EqualFold(filepath.Ext(path), ".json") {
 		return ParseConfigJSON(b)
@@ -139,7 +139,7 @@ func ParseConfig(b []byte) (*Config, []string, error) {
 	var c Config
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	var ignored []string
 	for _, k := range md.Undecoded() {
@@ -170,10 +170,10 @@ func ParseConfigJSON(b []byte) (*Config, []string, error) {
 	var c Config
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(b, &top); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	c.present = map[string]bool{}
 	for k := range top {
@@ -193,7 +193,7 @@ func (c *Config) finish() error {
 		c.HTTPServer.PayloadRequestSize = limits.DefaultPayloadMB
 	}
 	if c.HTTPServer.PayloadRequestSize < 0 || c.HTTPServer.PayloadRequestSize > 1024 {
-		return fmt.Errorf("%w: payload_request_size %d MiB out of range", ErrConfig, c.HTTPServer.PayloadRequestSize)
+		return fmt.Errorf("%w: payload_request_size %d MiB out of range", ErrInvalidConfig, c.HTTPServer.PayloadRequestSize)
 	}
 	if c.AttestationService.Type == "" {
 		c.AttestationService.Type = ASTypeBuiltin
@@ -201,20 +201,20 @@ func (c *Config) finish() error {
 	switch c.AttestationService.Type {
 	case ASTypeBuiltin, ASTypeGRPC, ASTypeIntelTA:
 	default:
-		return fmt.Errorf("%w: unknown attestation_service type %q", ErrConfig, c.AttestationService.Type)
+		return fmt.Errorf("%w: unknown attestation_service type %q", ErrInvalidConfig, c.AttestationService.Type)
 	}
 	if c.AttestationService.Timeout == 0 {
 		c.AttestationService.Timeout = DefaultSessionTimeout
 	}
 	if c.AttestationService.Timeout < 0 {
-		return fmt.Errorf("%w: attestation_service timeout must be positive", ErrConfig)
+		return fmt.Errorf("%w: attestation_service timeout must be positive", ErrInvalidConfig)
 	}
 	for _, p := range c.Plugins {
 		switch p.Name {
 		case "resource", "sample":
 		case "":
 			if p.Type == "" {
-				return fmt.Errorf("%w: [[plugins]] entry without name", ErrConfig)
+				return fmt.Errorf("%w: [[plugins]] entry without name", ErrInvalidConfig)
 			}
 		}
 	}

@@ -47,16 +47,16 @@ func newPlugins(cfgs []PluginConfig, store storage.Store) (map[string]plugin, er
 			switch strings.ToLower(c.StorageBackendType) {
 			case "", "kvstorage":
 			default:
-				return nil, fmt.Errorf("%w: resource plugin storage_backend_type %q is not supported by this build", ErrConfig, c.StorageBackendType)
+				return nil, fmt.Errorf("%w: resource plugin storage_backend_type %q is not supported by this build", ErrInvalidConfig, c.StorageBackendType)
 			}
 			out[name] = &resourcePlugin{store: store}
 		case "sample":
 			if c.Item == "" {
-				return nil, fmt.Errorf("%w: sample plugin needs item", ErrConfig)
+				return nil, fmt.Errorf("%w: sample plugin needs item", ErrInvalidConfig)
 			}
 			out[name] = samplePlugin{}
 		default:
-			return nil, fmt.Errorf("%w: plugin %q is not supported by this build", ErrConfig, name)
+			return nil, fmt.Errorf("%w: plugin %q is not supported by this build", ErrInvalidConfig, name)
 		}
 	}
 	if _, ok := out["resource"]; !ok {

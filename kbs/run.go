@@ -84,11 +84,11 @@ func (s *Server) Run(ctx context.Context) error {
 // tls_ciphers and tls_groups).
 func TLSConfig(c HTTPServerConfig) (*tls.Config, error) {
 	if c.PrivateKey == "" || c.Certificate == "" {
-		return nil, fmt.Errorf("%w: HTTPS needs http_server.private_key and http_server.certificate (or insecure_http = true)", ErrConfig)
+		return nil, fmt.Errorf("%w: HTTPS needs http_server.private_key and http_server.certificate (or insecure_http = true)", ErrInvalidConfig)
 	}
 	cert, err := tls.LoadX509KeyPair(c.Certificate, c.PrivateKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: loading HTTPS key pair: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: loading HTTPS key pair: %v", ErrInvalidConfig, err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
 	switch p := strings.ToLower(c.TLSProfile); p {
@@ -127,7 +127,7 @@ func TLSConfig(c HTTPServerConfig) (*tls.Config, error) {
 			cfg.CurvePreferences = groups
 		}
 	default:
-		return nil, fmt.Errorf("%w: unknown tls_profile %q", ErrConfig, c.TLSProfile)
+		return nil, fmt.Errorf("%w: unknown tls_profile %q", ErrInvalidConfig, c.TLSProfile)
 	}
 	return cfg, nil
 }
@@ -147,7 +147,7 @@ func tlsVersion(s string) (uint16, error) {
 	case "1.3":
 		return tls.VersionTLS13, nil
 	}
-	return 0, fmt.Errorf("%w: TLS version %q (want 1.2 or 1.3)", ErrConfig, s)
+	return 0, fmt.Errorf("%w: TLS version %q (want 1.2 or 1.3)", ErrInvalidConfig, s)
 }
 
 // cipherSuites maps a colon-separated list of IANA or OpenSSL names. TLS
@@ -178,7 +178,7 @@ func cipherSuites(list string) ([]uint16, error) {
 		}
 		id, ok := byName[n]
 		if !ok {
-			return nil, fmt.Errorf("%w: unknown or insecure cipher suite %q", ErrConfig, n)
+			return nil, fmt.Errorf("%w: unknown or insecure cipher suite %q", ErrInvalidConfig, n)
 		}
 		out = append(out, id)
 	}
@@ -200,7 +200,7 @@ func curveIDs(list string) ([]tls.CurveID, error) {
 		}
 		id, ok := m[n]
 		if !ok {
-			return nil, fmt.Errorf("%w: unknown TLS group %q", ErrConfig, n)
+			return nil, fmt.Errorf("%w: unknown TLS group %q", ErrInvalidConfig, n)
 		}
 		out = append(out, id)
 	}

@@ -93,7 +93,7 @@ func newTokenVerifier(ctx context.Context, cfg token.Config, builtin []crypto.Pu
 // and the admin identity providers; a misconfigured Server never exists.
 func New(ctx context.Context, cfg *Config, opts Options) (s *Server, err error) {
 	if cfg == nil {
-		return nil, fmt.Errorf("%w: nil configuration", ErrConfig)
+		return nil, fmt.Errorf("%w: nil configuration", ErrInvalidConfig)
 	}
 	s = newServer(cfg, opts)
 	// Material that can be wrong in the file comes first, before anything
@@ -188,7 +188,7 @@ func (s *Server) storeOfType(ctx context.Context, opts Options, typ, key, what s
 	}
 	same, err := sameType(typ, s.cfg.StorageBackend.StorageType)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, key, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidConfig, key, err)
 	}
 	if same {
 		return s.store, nil
@@ -225,7 +225,7 @@ func (s *Server) startAttestationService(ctx context.Context, opts Options) ([]c
 		verifiers, err = builtin.New(cfg.VerifierConfig, builtin.Options{
 			HTTPClient: opts.HTTPClient, Now: s.now, Logger: s.log.With("component", "verifier")})
 		if err != nil {
-			return nil, fmt.Errorf("%w: verifier_config: %v", ErrConfig, err)
+			return nil, fmt.Errorf("%w: verifier_config: %v", ErrInvalidConfig, err)
 		}
 	}
 	s.as, err = as.New(ctx, cfg.Config, as.Options{Store: asStore, Verifiers: verifiers, Now: s.now, Rand: s.rand, Logger: s.log.With("component", "as")})

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/storage/memory"
@@ -565,5 +567,34 @@ func TestMetricsAndHealth(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("healthz = %d", resp.StatusCode)
+	}
+}
+
+// TestAttestationErrorsVersusFailures pins the one rule of the two
+// counters: an /attest that fails before a session names its TEE counts as
+// an attestation error; once the TEE is known, any failure counts as a
+// failure of that TEE.
+func TestAttestationErrorsVersusFailures(t *testing.T) {
+	e := newEnv(t, testConfig, nil, nil)
+	m := e.srv.metrics
+	errs := func() float64 { return promtestutil.ToFloat64(m.attestationErrors) }
+	fails := func() float64 { return promtestutil.ToFloat64(m.attestationFailures.WithLabelValues("sample")) }
+
+	g := e.guest(protocol.KeyEC256)
+	if code, _ := g.do("POST", "/kbs/v0/attest", g.attestationBody("n", "n"), nil); code == 200 {
+		t.Fatal("attest without a session succeeded")
+	}
+	if errs() != 1 || fails() != 0 {
+		t.Fatalf("no cookie: errors %v, failures %v; want 1, 0", errs(), fails())
+	}
+	if code, b := g.auth("0.4.0", "sample"); code != 200 {
+		t.Fatalf("auth: %d %s", code, b)
+	}
+	// Evidence bound to another nonce: the session's TEE is known.
+	if code, _ := g.do("POST", "/kbs/v0/attest", g.attestationBody(g.nonce, "other"), nil); code == 200 {
+		t.Fatal("attest with evidence bound to another nonce succeeded")
+	}
+	if errs() != 1 || fails() != 1 {
+		t.Fatalf("bad evidence: errors %v, failures %v; want 1, 1", errs(), fails())
 	}
 }

@@ -71,18 +71,18 @@ var (
 	// ErrUnsupportedKey is returned when a TEE key has a type, curve or
 	// algorithm the protocol does not encrypt to (or a key pair cannot be
 	// generated or loaded for it).
-	ErrUnsupportedKey = errors.New("unsupported TEE key")
+	ErrUnsupportedKey = errors.New("protocol: unsupported TEE key")
 	// ErrDecrypt is returned by KeyPair.Decrypt for every failure:
 	// malformed members, unsupported algorithms, a key of the wrong type and
 	// failed authentication alike. Errors that have a more specific cause
 	// also match ErrInvalidResponse or ErrUnsupportedAlgorithm.
-	ErrDecrypt = errors.New("decrypting resource response")
+	ErrDecrypt = errors.New("protocol: decrypting resource response")
 	// ErrInvalidResponse is returned when a JWE body or one of its members
 	// is malformed (bad JSON, bad base64url, wrong lengths, bad header).
-	ErrInvalidResponse = errors.New("invalid resource response")
+	ErrInvalidResponse = errors.New("protocol: invalid resource response")
 	// ErrUnsupportedAlgorithm is returned when a JWE names a key management
 	// or content encryption algorithm that is not supported.
-	ErrUnsupportedAlgorithm = errors.New("unsupported JWE algorithm")
+	ErrUnsupportedAlgorithm = errors.New("protocol: unsupported JWE algorithm")
 )
 
 const (
@@ -91,9 +91,6 @@ const (
 	tagSize = 16 // GCM tag
 	// wrappedCEKSize is the A256KW output for a 32-byte CEK.
 	wrappedCEKSize = cekSize + 8
-	// maxProtectedBytes bounds the encoded protected header. Real headers
-	// are a few hundred bytes (an ML-KEM ciphertext would be ~1.5 KiB).
-	maxProtectedBytes = 16 << 10
 )
 
 // b64 is the strict base64url-without-padding encoding of the wire. Go's
@@ -280,8 +277,8 @@ func writeCanonicalValue(buf *bytes.Buffer, v any, depth int) error {
 // serde, member names are case-sensitive, "alg" and "enc" may not repeat,
 // and only whitespace may follow the object.
 func ParseProtectedHeader(protected string) (*ProtectedHeader, error) {
-	if len(protected) > maxProtectedBytes {
-		return nil, fmt.Errorf("%w: protected header exceeds %d bytes", ErrInvalidResponse, maxProtectedBytes)
+	if len(protected) > limits.MaxJWEProtectedBytes {
+		return nil, fmt.Errorf("%w: protected header exceeds %d bytes", ErrInvalidResponse, limits.MaxJWEProtectedBytes)
 	}
 	raw, err := decodeB64(protected)
 	if err != nil {

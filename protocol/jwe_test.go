@@ -166,7 +166,7 @@ func TestParseProtectedHeaderErrors(t *testing.T) {
 		{"trailing data", enc(`{"alg":"a","enc":"e"}x`)},
 		{"two objects", enc(`{"alg":"a","enc":"e"}{}`)},
 		{"truncated", enc(`{"alg":"a","enc":"e"`)},
-		{"too large", strings.Repeat("A", maxProtectedBytes+1)},
+		{"too large", strings.Repeat("A", limits.MaxJWEProtectedBytes+1)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -362,18 +362,16 @@ func rsaKeyPairFromPrivate(priv *rsa.PrivateKey) (*KeyPair, error) {
 // RsaPublicKey::new): a guest key Trustee would refuse is refused here too.
 const (
 	minRSABits = 2048
-	maxRSABits = 4096
-	maxRSAE    = 1<<31 - 1
 )
 
 func checkRSAPublic(pub *rsa.PublicKey) error {
-	if bits := pub.N.BitLen(); bits < minRSABits || bits > maxRSABits {
-		return fmt.Errorf("RSA modulus is %d bits, want %d to %d", bits, minRSABits, maxRSABits)
+	if bits := pub.N.BitLen(); bits < minRSABits || bits > limits.MaxTeeKeyRSABits {
+		return fmt.Errorf("RSA modulus is %d bits, want %d to %d", bits, minRSABits, limits.MaxTeeKeyRSABits)
 	}
 	if pub.N.Bit(0) == 0 {
 		return errors.New("RSA modulus is even")
 	}
-	if pub.E < 3 || pub.E > maxRSAE || pub.E%2 == 0 {
+	if pub.E < 3 || pub.E > limits.MaxTeeKeyRSAExponent || pub.E%2 == 0 {
 		return fmt.Errorf("RSA public exponent %d is not an odd integer in [3, 2^31-1]", pub.E)
 	}
 	return nil
@@ -495,8 +493,8 @@ func newECDHKey(c curveInfo, rand io.Reader) (*ecdh.PrivateKey, error) {
 
 // rsaPublicKey decodes a JWK RSA modulus and exponent and checks them.
 func rsaPublicKey(n, e string) (*rsa.PublicKey, error) {
-	if len(n) > b64.EncodedLen(maxRSABits/8+1) {
-		return nil, fmt.Errorf("%w: RSA modulus is longer than %d bits", ErrInvalidTeePubKey, maxRSABits)
+	if len(n) > b64.EncodedLen(limits.MaxTeeKeyRSABits/8+1) {
+		return nil, fmt.Errorf("%w: RSA modulus is longer than %d bits", ErrInvalidTeePubKey, limits.MaxTeeKeyRSABits)
 	}
 	if len(e) > b64.EncodedLen(8) {
 		return nil, fmt.Errorf("%w: RSA exponent is too long", ErrInvalidTeePubKey)
@@ -510,7 +508,7 @@ func rsaPublicKey(n, e string) (*rsa.PublicKey, error) {
 		return nil, fmt.Errorf("%w: e: %v", ErrInvalidTeePubKey, err)
 	}
 	ev := new(big.Int).SetBytes(eb)
-	if !ev.IsInt64() || ev.Int64() > maxRSAE {
+	if !ev.IsInt64() || ev.Int64() > limits.MaxTeeKeyRSAExponent {
 		return nil, fmt.Errorf("%w: RSA exponent is too large", ErrInvalidTeePubKey)
 	}
 	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(nb), E: int(ev.Int64())}

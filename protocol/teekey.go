@@ -34,7 +34,7 @@ type TeePubKey struct {
 
 // ErrInvalidTeePubKey is returned when a tee-pubkey does not decode into one
 // of the typed variants.
-var ErrInvalidTeePubKey = errors.New("invalid tee-pubkey")
+var ErrInvalidTeePubKey = errors.New("protocol: invalid tee-pubkey")
 
 type rsaKey struct {
 	Kty string `json:"kty"`

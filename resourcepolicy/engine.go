@@ -74,10 +74,10 @@ const DefaultReloadInterval = time.Second
 var (
 	// ErrInvalidPolicy is returned for a policy that is too large, not
 	// UTF-8, or does not compile.
-	ErrInvalidPolicy = errors.New("invalid resource policy")
+	ErrInvalidPolicy = errors.New("resourcepolicy: invalid resource policy")
 	// ErrPolicyEngine is returned when a policy cannot be loaded or
 	// evaluated (storage failure, evaluation error such as a conflict).
-	ErrPolicyEngine = errors.New("resource policy engine error")
+	ErrPolicyEngine = errors.New("resourcepolicy: resource policy engine error")
 )
 
 // Options are the non-configuration inputs of an Engine. Zero values are

@@ -10,15 +10,11 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // Bounds of a deny explanation.
-const (
-	maxReasonBytes = 2048
-	maxValueRunes  = 96
-	maxSubEvals    = 24
-	maxRulesShown  = 4
-)
 
 // policyMeta describes the allow rules of a policy in source terms: where
 // each body expression is and what it says.
@@ -175,7 +171,7 @@ func explain(ctx context.Context, c *compiled, input ast.Value, res *dataResolve
 	if traceErr != nil {
 		parts = append(parts, "tracing failed: "+traceErr.Error())
 	}
-	return truncate(strings.Join(parts, "; "), maxReasonBytes)
+	return truncate(strings.Join(parts, "; "), limits.MaxDenyReasonBytes)
 }
 
 func ruleDetails(meta *policyMeta, tr *failTracer, ev *termEvaluator, hasDefault bool) string {
@@ -216,8 +212,8 @@ func ruleDetails(meta *policyMeta, tr *failTracer, ev *termEvaluator, hasDefault
 	var b strings.Builder
 	b.WriteString(prefix + "no allow rule matched; closest: " + items[0].text)
 	for i, it := range items[1:] {
-		if i+1 >= maxRulesShown {
-			fmt.Fprintf(&b, "; and %d more", len(items)-maxRulesShown)
+		if i+1 >= limits.MaxDenyReasonRules {
+			fmt.Fprintf(&b, "; and %d more", len(items)-limits.MaxDenyReasonRules)
 			break
 		}
 		b.WriteString("; also " + it.text)
@@ -327,7 +323,7 @@ func (ev *termEvaluator) value(t *ast.Term) (string, bool) {
 	if !ok || !ref.IsGround() && !groundTail(ref) {
 		return termText(t), true
 	}
-	if ev.evals >= maxSubEvals {
+	if ev.evals >= limits.MaxDenyReasonSubEvals {
 		return termText(t), true
 	}
 	ev.evals++
@@ -365,12 +361,12 @@ var policyRef = ast.MustParseRef("data.policy")
 func termText(t *ast.Term) string {
 	if r, ok := t.Value.(ast.Ref); ok && r.HasPrefix(policyRef) && len(r) > 2 {
 		// A rule of the policy itself: show it as the policy names it.
-		return truncate(r[2:].String(), maxValueRunes)
+		return truncate(r[2:].String(), limits.MaxDenyReasonValueRunes)
 	}
-	return truncate(t.String(), maxValueRunes)
+	return truncate(t.String(), limits.MaxDenyReasonValueRunes)
 }
 
-func render(v ast.Value) string { return truncate(v.String(), maxValueRunes) }
+func render(v ast.Value) string { return truncate(v.String(), limits.MaxDenyReasonValueRunes) }
 
 func renderGo(v any) string {
 	av, err := ast.InterfaceToValue(v)

@@ -36,6 +36,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/storage"
 )
 
@@ -44,7 +45,7 @@ const MessageVersion = "0.1.0"
 
 // MaxMessageBytes bounds a register message before it is parsed. It matches
 // the KBS's default request body limit, through which messages arrive.
-const MaxMessageBytes = 2 << 20
+const MaxMessageBytes = limits.MaxRVPSMessageBytes
 
 // expirationLayout is chrono's "%Y-%m-%dT%H:%M:%SZ".
 const expirationLayout = "2006-01-02T15:04:05Z"

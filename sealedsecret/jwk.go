@@ -9,10 +9,9 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-)
 
-// maxJWKBytes bounds a verification or signing JWK.
-const maxJWKBytes = 64 << 10
+	"github.com/go-trustee/go-trustee/internal/limits"
+)
 
 // JWK is an EC P-256 JSON Web Key as the secret CLI writes it. D is empty
 // for a public key.
@@ -28,8 +27,8 @@ type JWK struct {
 }
 
 func decodeJWK(b []byte) (*JWK, error) {
-	if len(b) > maxJWKBytes {
-		return nil, fmt.Errorf("JWK of %d bytes exceeds %d", len(b), maxJWKBytes)
+	if len(b) > limits.MaxJWKBytes {
+		return nil, fmt.Errorf("JWK of %d bytes exceeds %d", len(b), limits.MaxJWKBytes)
 	}
 	var k JWK
 	if err := json.Unmarshal(b, &k); err != nil {

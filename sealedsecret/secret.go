@@ -38,6 +38,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // Prefix starts every sealed secret.
@@ -48,7 +50,7 @@ const Version = "0.1.0"
 
 // MaxSealedBytes bounds a sealed secret before it is decoded: a Kubernetes
 // Secret holds at most 1 MiB, so no legitimate sealed secret is larger.
-const MaxSealedBytes = 1 << 20
+const MaxSealedBytes = limits.MaxSealedSecretBytes
 
 // DefaultKeyDir holds the verification keys of local (non-URI) kids.
 const DefaultKeyDir = "/run/confidential-containers/cdh/sealed-secret"
@@ -69,24 +71,24 @@ const (
 var (
 	// ErrMalformed: the input is not a well-formed sealed secret (prefix,
 	// JWS parts, base64url, JSON shape, missing or mistyped field).
-	ErrMalformed = errors.New("malformed sealed secret")
+	ErrMalformed = errors.New("sealedsecret: malformed sealed secret")
 	// ErrTooLarge: the input exceeds MaxSealedBytes.
-	ErrTooLarge = errors.New("sealed secret too large")
+	ErrTooLarge = errors.New("sealedsecret: sealed secret too large")
 	// ErrUnsupportedAlgorithm: the JWS alg is not ES256, or the header asks
 	// for something we do not implement (b64 false, crit).
-	ErrUnsupportedAlgorithm = errors.New("unsupported sealed secret signature algorithm")
+	ErrUnsupportedAlgorithm = errors.New("sealedsecret: unsupported sealed secret signature algorithm")
 	// ErrBadSignature: the signature does not verify with the kid's key.
-	ErrBadSignature = errors.New("sealed secret signature does not verify")
+	ErrBadSignature = errors.New("sealedsecret: sealed secret signature does not verify")
 	// ErrVerificationKey: the kid's key could not be read or is not a P-256
 	// public JWK.
-	ErrVerificationKey = errors.New("sealed secret verification key unavailable")
+	ErrVerificationKey = errors.New("sealedsecret: sealed secret verification key unavailable")
 	// ErrUnsupportedVersion: the payload version is not Version.
-	ErrUnsupportedVersion = errors.New("unsupported sealed secret version")
+	ErrUnsupportedVersion = errors.New("sealedsecret: unsupported sealed secret version")
 	// ErrUnknownProvider: no vault or KMS provider of the requested name.
-	ErrUnknownProvider = errors.New("unknown sealed secret provider")
+	ErrUnknownProvider = errors.New("sealedsecret: unknown sealed secret provider")
 	// ErrDecrypt: an envelope secret did not decrypt (wrong DEK, tampered
 	// data, bad IV length).
-	ErrDecrypt = errors.New("sealed secret decryption failed")
+	ErrDecrypt = errors.New("sealedsecret: sealed secret decryption failed")
 )
 
 // Map is a provider_settings or annotations object; values keep their JSON

@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // ResourceGetter reads a KBS resource by its kbs[+plugin]:// URI. The
@@ -218,12 +220,12 @@ func readKeyFile(dir, name string) ([]byte, error) {
 		return nil, fmt.Errorf("opening key: %w", err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxJWKBytes+1))
+	b, err := io.ReadAll(io.LimitReader(f, limits.MaxJWKBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading key: %w", err)
 	}
-	if len(b) > maxJWKBytes {
-		return nil, fmt.Errorf("key file exceeds %d bytes", maxJWKBytes)
+	if len(b) > limits.MaxJWKBytes {
+		return nil, fmt.Errorf("key file exceeds %d bytes", limits.MaxJWKBytes)
 	}
 	return b, nil
 }

@@ -35,6 +35,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // Namespaces used by the KBS, the Attestation Service and the RVPS. Their
@@ -49,7 +51,7 @@ const (
 )
 
 // MaxValueSize bounds a stored value (64 MiB).
-const MaxValueSize = 64 << 20
+const MaxValueSize = limits.MaxStoredValueBytes
 
 var (
 	// ErrNotFound is returned by Get and Delete when the key does not exist.

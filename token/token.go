@@ -70,20 +70,20 @@ var (
 	// ErrInvalidToken is returned by Verify for any token that must not be
 	// believed: malformed, "alg" none or unsupported, bad signature,
 	// untrusted key, missing or past "exp".
-	ErrInvalidToken = errors.New("invalid attestation token")
+	ErrInvalidToken = errors.New("token: invalid attestation token")
 	// ErrUntrustedKey is returned (with ErrInvalidToken from Verify) when
 	// no trusted key can be found for a token: an unendorsed header JWK, an
 	// unknown kid, a key that chains to no trusted certificate.
-	ErrUntrustedKey = errors.New("untrusted token signing key")
+	ErrUntrustedKey = errors.New("token: untrusted token signing key")
 	// ErrNoTeePubKey is returned by TeePubKey when none of the configured
 	// and built-in locations holds a value.
-	ErrNoTeePubKey = errors.New("tee public key not found in attestation token")
+	ErrNoTeePubKey = errors.New("token: tee public key not found in attestation token")
 	// ErrInvalidTeePubKey is returned by TeePubKey when the first location
 	// that holds a value does not hold a typed TEE public key.
-	ErrInvalidTeePubKey = errors.New("invalid tee public key in attestation token")
-	// ErrConfig is returned by NewVerifier for unusable configuration or
+	ErrInvalidTeePubKey = errors.New("token: invalid tee public key in attestation token")
+	// ErrInvalidConfig is returned by NewVerifier for unusable configuration or
 	// trust material.
-	ErrConfig = errors.New("invalid attestation token configuration")
+	ErrInvalidConfig = errors.New("token: invalid attestation token configuration")
 )
 
 // Config is the [attestation_token] section.
@@ -153,10 +153,6 @@ type endorsement struct {
 	notBefore, notAfter time.Time
 }
 
-// maxEndorsed bounds the endorsement cache; an Attestation Service has one
-// signing key, or a few during rotation.
-const maxEndorsed = 64
-
 // NewVerifier loads the trust material of cfg. It fails when a trust file
 // or JWK set cannot be loaded, when an extra tee-pubkey path is not a JSON
 // pointer, or when there is no trust material and InsecureHeaderJWK is off.
@@ -179,7 +175,7 @@ func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, erro
 		jwkSets = append(append([]string(nil), jwkSets...), certPaths...)
 		certPaths = nil
 	default:
-		return nil, fmt.Errorf("%w: unknown attestation_token_type %q", ErrConfig, cfg.AttestationTokenType)
+		return nil, fmt.Errorf("%w: unknown attestation_token_type %q", ErrInvalidConfig, cfg.AttestationTokenType)
 	}
 	for _, p := range certPaths {
 		if err := v.addTrustFile(p); err != nil {
@@ -188,24 +184,24 @@ func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, erro
 	}
 	ks, err := jwt.NewKeySet(ctx, jwkSets, jwt.KeySetOptions{HTTPClient: opts.HTTPClient, Now: v.now, Logger: v.log})
 	if err != nil {
-		return nil, fmt.Errorf("%w: loading trusted_jwk_sets: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: loading trusted_jwk_sets: %w", ErrInvalidConfig, err)
 	}
 	v.jwks = ks
 	for i, k := range opts.TrustedKeys {
 		if jwt.AlgForKey(k) == nil {
-			return nil, fmt.Errorf("%w: trusted key %d has unsupported type %T", ErrConfig, i, k)
+			return nil, fmt.Errorf("%w: trusted key %d has unsupported type %T", ErrInvalidConfig, i, k)
 		}
 		v.keys = append(v.keys, k)
 	}
 	for _, p := range cfg.ExtraTeeKeyPaths {
 		if p != "" && !strings.HasPrefix(p, "/") {
-			return nil, fmt.Errorf("%w: extra_teekey_paths entry %q is not a JSON pointer (must start with /)", ErrConfig, p)
+			return nil, fmt.Errorf("%w: extra_teekey_paths entry %q is not a JSON pointer (must start with /)", ErrInvalidConfig, p)
 		}
 	}
 	v.paths = append(append([]string(nil), cfg.ExtraTeeKeyPaths...), defaultTeeKeyPaths...)
 	if v.nCerts == 0 && ks.Len() == 0 && len(v.keys) == 0 {
 		if !v.insecure {
-			return nil, fmt.Errorf("%w: no trusted certificates, JWK sets or keys, and insecure_header_jwk is off: no token could ever be verified", ErrConfig)
+			return nil, fmt.Errorf("%w: no trusted certificates, JWK sets or keys, and insecure_header_jwk is off: no token could ever be verified", ErrInvalidConfig)
 		}
 	}
 	if v.insecure {
@@ -217,10 +213,10 @@ func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, erro
 func (v *Verifier) addTrustFile(path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("%w: reading certificate %s: %w", ErrConfig, path, err)
+		return fmt.Errorf("%w: reading certificate %s: %w", ErrInvalidConfig, path, err)
 	}
 	if len(b) > limits.MaxConfigBytes {
-		return fmt.Errorf("%w: certificate file %s exceeds %d bytes", ErrConfig, path, limits.MaxConfigBytes)
+		return fmt.Errorf("%w: certificate file %s exceeds %d bytes", ErrInvalidConfig, path, limits.MaxConfigBytes)
 	}
 	n := 0
 	for {
@@ -234,7 +230,7 @@ func (v *Verifier) addTrustFile(path string) error {
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
 		if err != nil {
-			return fmt.Errorf("%w: parsing certificate in %s: %w", ErrConfig, path, err)
+			return fmt.Errorf("%w: parsing certificate in %s: %w", ErrInvalidConfig, path, err)
 		}
 		if selfSigned(c) {
 			v.roots.AddCert(c)
@@ -244,7 +240,7 @@ func (v *Verifier) addTrustFile(path string) error {
 		n++
 	}
 	if n == 0 {
-		return fmt.Errorf("%w: no certificates found in %s", ErrConfig, path)
+		return fmt.Errorf("%w: no certificates found in %s", ErrInvalidConfig, path)
 	}
 	v.nCerts += n
 	return nil
@@ -359,7 +355,7 @@ func (v *Verifier) trustJWK(b []byte) (*jwt.JWK, error) {
 		return nil, fmt.Errorf("%w: %w", ErrUntrustedKey, err)
 	}
 	v.mu.Lock()
-	if len(v.endorsed) >= maxEndorsed {
+	if len(v.endorsed) >= limits.MaxEndorsedTokenKeys {
 		clear(v.endorsed)
 	}
 	v.endorsed[id] = endorsement{jwk: k, notBefore: nb, notAfter: na}

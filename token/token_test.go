@@ -536,8 +536,8 @@ func TestNewVerifierConfig(t *testing.T) {
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
-			if err != nil && !errors.Is(err, ErrConfig) {
-				t.Fatalf("err = %v does not match ErrConfig", err)
+			if err != nil && !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("err = %v does not match ErrInvalidConfig", err)
 			}
 		})
 	}

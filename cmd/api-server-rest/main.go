@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/asr"
 	"github.com/go-trustee/go-trustee/guest/cdh"
 	"github.com/go-trustee/go-trustee/internal/limits"
@@ -56,10 +57,10 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 		fs.StringVar(&f.features, n, asr.DefaultFeatures, "features: resource, attestation or all")
 	}
 	for _, n := range []string{"cdh_addr", "c"} {
-		fs.StringVar(&f.cdhAddr, n, asr.DefaultCDHAddr, "confidential-data-hub ttRPC address")
+		fs.StringVar(&f.cdhAddr, n, cdh.DefaultSocket, "confidential-data-hub ttRPC address")
 	}
 	for _, n := range []string{"aa_addr", "a"} {
-		fs.StringVar(&f.aaAddr, n, asr.DefaultAAAddr, "attestation-agent ttRPC address")
+		fs.StringVar(&f.aaAddr, n, aa.DefaultSocket, "attestation-agent ttRPC address")
 	}
 	fs.DurationVar(&f.timeout, "timeout", asr.DefaultTimeout, "deadline of each backend call")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
@@ -116,7 +117,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.
 		opts.CDH = c
 	}
 	if f.features == asr.FeatureAttestation || f.features == asr.FeatureAll {
-		a, err := cdh.NewAAClient(f.aaAddr)
+		a, err := aa.NewClient(f.aaAddr)
 		if err != nil {
 			return fmt.Errorf("--aa_addr: %w", err)
 		}

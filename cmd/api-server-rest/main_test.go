@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/cdh"
 	"github.com/go-trustee/go-trustee/internal/testvectors"
 )
@@ -25,7 +26,7 @@ func TestServesResources(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	sock := "unix://" + filepath.Join(dir, "cdh.sock")
-	cfg := &cdh.Config{Socket: sock, AASocket: cdh.DefaultAASocket, LogLevel: "info", KBC: cdh.KBCConfig{Name: cdh.KBCOfflineFS}}
+	cfg := &cdh.Config{Socket: sock, AASocket: aa.DefaultSocket, LogLevel: "info", KBC: cdh.KBCConfig{Name: cdh.KBCOfflineFS}}
 	hub, err := cdh.New(context.Background(), cfg, cdh.Options{OfflineFiles: []string{offline + "aa-offline_fs_kbc-keys.json"}})
 	if err != nil {
 		t.Fatal(err)

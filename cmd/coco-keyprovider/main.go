@@ -40,6 +40,7 @@ import (
 	"github.com/go-trustee/go-trustee/client"
 	"github.com/go-trustee/go-trustee/imagecrypt"
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/internal/logging"
 )
 
 func main() {
@@ -161,7 +162,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	if f.debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log, err := logging.New(stderr, level, logging.FormatText)
+	if err != nil {
+		return err
+	}
 
 	kp := &imagecrypt.KeyProvider{Logger: log}
 	tok, err := tokenSource(f, time.Now)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/cdh"
 )
 
@@ -142,13 +143,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.
 	}
 	var measurer cdh.Measurer
 	if cfg.KBC.Name == cdh.KBCCC {
-		aa, err := cdh.NewAAClient(cfg.AASocket)
+		aac, err := aa.NewClient(cfg.AASocket)
 		if err != nil {
 			return fmt.Errorf("attestation-agent client: %w", err)
 		}
-		defer aa.Close()
-		opts.Tokens = aa
-		measurer = aa
+		defer aac.Close()
+		opts.Tokens = cdh.TokenFunc(aac.GetToken)
+		measurer = aac
 	}
 	initCtx, cancel := context.WithTimeout(ctx, f.rpcTimeout)
 	hub, err := cdh.New(initCtx, cfg, opts)

@@ -2,11 +2,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +17,7 @@ import (
 	"github.com/go-trustee/go-trustee/client"
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/resourcepolicy"
+	"github.com/go-trustee/go-trustee/token/jwt"
 )
 
 // builtinPolicy returns a built-in resource policy of package
@@ -43,10 +41,6 @@ func builtinPolicy(name string) []byte {
 // dockerComposeAdminTokenPath is upstream's first fallback, relative to the
 // working directory (a Trustee checkout running docker compose).
 const dockerComposeAdminTokenPath = "kbs/config/docker-compose/admin-token"
-
-// legacyAdminTokenLifetime is how long a token signed with
-// --auth-private-key lives, as the old kbs-client signed them.
-const legacyAdminTokenLifetime = 2 * time.Hour
 
 type configFlags struct {
 	adminTokenFile string
@@ -91,31 +85,14 @@ func (a *app) adminToken(f *configFlags, now time.Time) (string, error) {
 }
 
 // signLegacyAdminToken signs the admin JWT old kbs-client versions made on
-// the fly with an Ed25519 key (PKCS#8 PEM): header {"typ":"JWT","alg":"EdDSA"},
-// claims {"exp":now+2h,"iat":now}. Servers since v0.21 also want "role".
+// the fly with an Ed25519 key (PKCS#8 PEM): jwt.SignAdminToken with
+// jwt.AdminTokenLifetime. Servers since v0.21 also want "role".
 func signLegacyAdminToken(pemBytes []byte, now time.Time) (string, error) {
-	block, _ := pem.Decode(pemBytes)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return "", errors.New("--auth-private-key: want a PKCS#8 \"PRIVATE KEY\" PEM block holding an Ed25519 key")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	key, err := jwt.ParseAdminKeyPEM(pemBytes)
 	if err != nil {
 		return "", fmt.Errorf("--auth-private-key: %w", err)
 	}
-	priv, ok := key.(ed25519.PrivateKey)
-	if !ok {
-		return "", fmt.Errorf("--auth-private-key: an Ed25519 key is required, got %T", key)
-	}
-	claims, err := json.Marshal(struct {
-		Exp int64 `json:"exp"`
-		Iat int64 `json:"iat"`
-	}{now.Add(legacyAdminTokenLifetime).Unix(), now.Unix()})
-	if err != nil {
-		return "", err
-	}
-	enc := base64.RawURLEncoding
-	signing := enc.EncodeToString([]byte(`{"typ":"JWT","alg":"EdDSA"}`)) + "." + enc.EncodeToString(claims)
-	return signing + "." + enc.EncodeToString(ed25519.Sign(priv, []byte(signing))), nil
+	return jwt.SignAdminToken(key, now, jwt.AdminTokenLifetime)
 }
 
 func newConfigCmd(a *app) *cobra.Command {

@@ -12,9 +12,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
+	"github.com/go-trustee/go-trustee/internal/logging"
 	"github.com/go-trustee/go-trustee/kbs"
 )
 
@@ -43,21 +43,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if configFile == "" {
 		return errors.New("no configuration: pass --config-file <path> or set KBS_CONFIG_FILE")
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+	log, err := logging.Parse(stderr, logLevel, logging.Format(logFormat))
+	if err != nil {
+		return fmt.Errorf("--log-level/--log-format: %w", err)
 	}
-	hopts := &slog.HandlerOptions{Level: lvl}
-	var handler slog.Handler
-	switch strings.ToLower(logFormat) {
-	case "json":
-		handler = slog.NewJSONHandler(stderr, hopts)
-	case "text":
-		handler = slog.NewTextHandler(stderr, hopts)
-	default:
-		return fmt.Errorf("--log-format %q: want json or text", logFormat)
-	}
-	log := slog.New(handler)
 	var audit *slog.Logger
 	if auditLog != "" {
 		f, err := os.OpenFile(auditLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

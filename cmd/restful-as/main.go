@@ -33,6 +33,7 @@ import (
 
 	"github.com/go-trustee/go-trustee/as"
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/internal/logging"
 	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/storage/backends"
 	"github.com/go-trustee/go-trustee/verifier/builtin"
@@ -148,11 +149,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.
 	if err != nil {
 		return err
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+	log, err := logging.Parse(stderr, f.logLevel, logging.FormatJSON)
+	if err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

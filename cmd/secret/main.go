@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/cdh"
 	"github.com/go-trustee/go-trustee/sealedsecret"
 )
@@ -340,13 +341,13 @@ func newKBC(params string) (cdh.KBC, error) {
 	case cdh.KBCCC:
 		sock := os.Getenv("AA_SOCKET")
 		if sock == "" {
-			sock = cdh.DefaultAASocket
+			sock = aa.DefaultSocket
 		}
-		aa, err := cdh.NewAAClient(sock)
+		aac, err := aa.NewClient(sock)
 		if err != nil {
 			return nil, err
 		}
-		return cdh.NewCC(cdh.CCOptions{URL: url, Tokens: aa})
+		return cdh.NewCC(cdh.CCOptions{URL: url, Tokens: cdh.TokenFunc(aac.GetToken)})
 	}
 	return nil, fmt.Errorf("unknown kbc %q (cc_kbc or offline_fs_kbc)", name)
 }

@@ -31,14 +31,14 @@ import (
 	"github.com/go-trustee/go-trustee/protocol"
 )
 
-// clock is a settable test clock.
-type clock struct {
+// testClock is a settable test clock.
+type testClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
@@ -166,7 +166,7 @@ func tokenOf(t *testing.T, b []byte) (token string, kp *protocol.KeyPair) {
 
 func TestGetTokenCached(t *testing.T) {
 	ctx := ctxT(t)
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := &testClock{t: time.Unix(1_800_000_000, 0)}
 	kbs := fakekbs.New(fakekbs.Options{Now: clk.Now, TokenLifetime: 10 * time.Minute})
 	srv := httptest.NewServer(kbs)
 	defer srv.Close()

@@ -43,8 +43,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-trustee/go-trustee/client"
 	"github.com/go-trustee/go-trustee/guest/aael"
 	"github.com/go-trustee/go-trustee/guest/attester"
+	"github.com/go-trustee/go-trustee/internal/clock"
 	"github.com/go-trustee/go-trustee/protocol"
 )
 
@@ -105,7 +107,7 @@ type Agent struct {
 	opts   Options
 	log    *slog.Logger
 	now    func() time.Time
-	tokens *tokenCache
+	tokens *client.TokenCache[[]byte] // KBS tokens (the GetToken("kbs") JSON)
 	roots  *x509.CertPool
 }
 
@@ -133,7 +135,7 @@ func New(opts Options) (*Agent, error) {
 		opts.RequestTimeout = 20 * time.Second
 	}
 	if opts.Sleep == nil {
-		opts.Sleep = sleepCtx
+		opts.Sleep = clock.Sleep
 	}
 	a := &Agent{opts: opts, log: opts.Logger, now: opts.Now}
 	if k := opts.Config.TokenConfigs.KBS; k != nil && k.Cert != "" && opts.HTTPClient == nil {
@@ -146,19 +148,11 @@ func New(opts Options) (*Agent, error) {
 		}
 		a.roots = pool
 	}
-	a.tokens = &tokenCache{now: opts.Now}
-	return a, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	var err error
+	if a.tokens, err = newTokenCache(opts); err != nil {
+		return nil, err
 	}
+	return a, nil
 }
 
 // TeeType returns the primary TEE type.

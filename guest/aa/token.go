@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-trustee/go-trustee/client"
@@ -30,17 +28,37 @@ const (
 // up earlier leave it running for the others waiting on it.
 const tokenTimeout = 2 * time.Minute
 
+// newTokenCache returns the cache of KBS tokens that opts configure:
+// token_cache and token_cache_margin_secs of [token_configs.kbs]. A token
+// without exp is not reused: the agent would never learn that the KBS
+// stopped accepting it.
+func newTokenCache(opts Options) (*client.TokenCache[[]byte], error) {
+	o := client.TokenCacheOptions{Now: opts.Now, FetchTimeout: tokenTimeout}
+	if k := opts.Config.TokenConfigs.KBS; k != nil {
+		o.Margin, o.Disabled = k.CacheMargin(), !k.CacheEnabled()
+	}
+	c, err := client.NewTokenCache[[]byte](o)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return c, nil
+}
+
 // Token returns a token of tokenType: for "kbs" the JSON
 // {"token":"<JWT>","tee_keypair":"<PEM private key>"}, for "coco_as" the
 // Attestation Service's answer.
 func (a *Agent) Token(ctx context.Context, tokenType string) ([]byte, error) {
 	switch tokenType {
 	case TokenKBS:
-		k := a.opts.Config.TokenConfigs.KBS
-		if k == nil {
+		if a.opts.Config.TokenConfigs.KBS == nil {
 			return nil, fmt.Errorf("%w: kbs token config not configured", ErrNotConfigured)
 		}
-		return a.tokens.get(ctx, k.CacheEnabled(), k.CacheMargin(), a.fetchKBSToken)
+		b, _, err := a.tokens.Get(ctx, a.fetchKBSToken)
+		if err != nil {
+			return nil, err
+		}
+		// The cached slice is shared by every caller; each gets a copy.
+		return bytes.Clone(b), nil
 	case TokenCoCoAS:
 		if a.opts.Config.TokenConfigs.CoCoAS == nil {
 			return nil, fmt.Errorf("%w: coco_as token config not configured", ErrNotConfigured)
@@ -69,12 +87,12 @@ func (a *Agent) httpClient() *http.Client {
 
 // fetchKBSToken runs the RCAR handshake with a new TEE key pair, retrying
 // only while the KBS is unreachable or failing, and returns the token JSON
-// and the token's expiry (zero when it has none).
-func (a *Agent) fetchKBSToken(ctx context.Context) ([]byte, time.Time, error) {
+// and the token's validity window.
+func (a *Agent) fetchKBSToken(ctx context.Context) ([]byte, client.TokenTimes, error) {
 	k := a.opts.Config.TokenConfigs.KBS
 	alg, err := k.KeyAlgorithm()
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, client.TokenTimes{}, err
 	}
 	var att attester.Attester = a.opts.Attester
 	if len(a.opts.Devices) > 0 {
@@ -93,37 +111,40 @@ func (a *Agent) fetchKBSToken(ctx context.Context) ([]byte, time.Time, error) {
 		RequestTimeout:   a.opts.RequestTimeout,
 	})
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return nil, client.TokenTimes{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	var last error
 	for attempt := 1; attempt <= a.opts.KBSAttempts; attempt++ {
 		if attempt > 1 {
 			if err := a.opts.Sleep(ctx, a.opts.RetryInterval); err != nil {
-				return nil, time.Time{}, fmt.Errorf("%w: KBS %s: %w (last failure: %w)", ErrUnavailable, k.URL, err, last)
+				return nil, client.TokenTimes{}, fmt.Errorf("%w: KBS %s: %w (last failure: %w)", ErrUnavailable, k.URL, err, last)
 			}
 		}
 		token, err := c.Attest(ctx)
 		if err == nil {
 			pemKey, err := c.KeyPair().MarshalPEM()
 			if err != nil {
-				return nil, time.Time{}, err
+				return nil, client.TokenTimes{}, err
 			}
 			b, err := marshalNoEscape(kbsTokenJSON{Token: token, TeeKeypair: string(pemKey)})
 			if err != nil {
-				return nil, time.Time{}, err
+				return nil, client.TokenTimes{}, err
 			}
-			return b, tokenExpiry(token), nil
+			// Attest has already checked that the token's times parse; one
+			// that did not would be served, never reused.
+			times, _ := client.ParseTokenTimes(token)
+			return b, times, nil
 		}
 		last = err
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, time.Time{}, fmt.Errorf("%w: KBS %s: %w (last failure: %w)", ErrUnavailable, k.URL, cerr, err)
+			return nil, client.TokenTimes{}, fmt.Errorf("%w: KBS %s: %w (last failure: %w)", ErrUnavailable, k.URL, cerr, err)
 		}
 		if !transient(err) {
-			return nil, time.Time{}, fmt.Errorf("%w by KBS %s: %w", ErrRejected, k.URL, err)
+			return nil, client.TokenTimes{}, fmt.Errorf("%w by KBS %s: %w", ErrRejected, k.URL, err)
 		}
 		a.log.Warn("KBS attestation failed, retrying", "kbs", k.URL, "attempt", attempt, "of", a.opts.KBSAttempts, "err", err)
 	}
-	return nil, time.Time{}, fmt.Errorf("%w: KBS %s failed %d attempts: %w", ErrUnavailable, k.URL, a.opts.KBSAttempts, last)
+	return nil, client.TokenTimes{}, fmt.Errorf("%w: KBS %s failed %d attempts: %w", ErrUnavailable, k.URL, a.opts.KBSAttempts, last)
 }
 
 // transient reports whether another handshake may succeed: the KBS could
@@ -143,33 +164,6 @@ func transient(err error) bool {
 	return true
 }
 
-// tokenExpiry reads exp from a JWT's claims without verifying it (the KBS
-// does); zero when absent or unreadable.
-func tokenExpiry(token string) time.Time {
-	if len(token) > limits.MaxTokenBytes {
-		return time.Time{}
-	}
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return time.Time{}
-	}
-	var claims struct {
-		Exp *json.Number `json:"exp"`
-	}
-	if json.Unmarshal(payload, &claims) != nil || claims.Exp == nil {
-		return time.Time{}
-	}
-	f, err := claims.Exp.Float64()
-	if err != nil || math.IsNaN(f) || f <= 0 || f > 1<<40 {
-		return time.Time{}
-	}
-	return time.Unix(int64(f), 0)
-}
-
 func marshalNoEscape(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -178,65 +172,6 @@ func marshalNoEscape(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
-
-// tokenCache holds the last KBS token and lets concurrent callers share
-// one fetch. A failure is never cached: every waiter gets it at once.
-type tokenCache struct {
-	now func() time.Time
-
-	mu       sync.Mutex
-	body     []byte
-	exp      time.Time
-	inflight *flight
-}
-
-type flight struct {
-	done chan struct{}
-	body []byte
-	err  error
-}
-
-type fetchFunc func(ctx context.Context) ([]byte, time.Time, error)
-
-func (c *tokenCache) get(ctx context.Context, enabled bool, margin time.Duration, fetch fetchFunc) ([]byte, error) {
-	c.mu.Lock()
-	if enabled && c.body != nil && c.now().Add(margin).Before(c.exp) {
-		b := bytes.Clone(c.body)
-		c.mu.Unlock()
-		return b, nil
-	}
-	f := c.inflight
-	if f == nil {
-		f = &flight{done: make(chan struct{})}
-		c.inflight = f
-		// The fetch outlives the caller that started it, bounded by
-		// tokenTimeout, so that other waiters are not failed by its
-		// cancellation.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tokenTimeout)
-		go func() {
-			defer cancel()
-			body, exp, err := fetch(fctx)
-			c.mu.Lock()
-			f.body, f.err = body, err
-			if err == nil && enabled && !exp.IsZero() {
-				c.body, c.exp = body, exp
-			}
-			c.inflight = nil
-			c.mu.Unlock()
-			close(f.done)
-		}()
-	}
-	c.mu.Unlock()
-	select {
-	case <-f.done:
-		if f.err != nil {
-			return nil, f.err
-		}
-		return bytes.Clone(f.body), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // coCoASToken posts the evidence (bound to empty report data, as upstream)

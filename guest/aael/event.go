@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // TCG2 constants of an AAEL record.
@@ -17,7 +19,7 @@ const (
 	// little-endian u32 (bytes 4C 45 41 41).
 	TaggedEventID = 0x4141454C
 	// MaxTextBytes bounds one AAEL text ("<domain> <operation> <content>").
-	MaxTextBytes = 64 << 10
+	MaxTextBytes = limits.MaxAAELTextBytes
 )
 
 // ErrInvalidEvent is returned for an AAEL event whose domain or operation is

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // DefaultCCELPath is where Linux exposes the CCEL ACPI table data.
@@ -14,7 +16,7 @@ const DefaultCCELPath = "/sys/firmware/acpi/tables/data/CCEL"
 // MaxEvidenceLogBytes bounds the event log (trimmed CCEL plus AAEL) put in
 // evidence: its base64 form must fit, with the quote, in
 // limits.MaxEvidenceBytes.
-const MaxEvidenceLogBytes = 1 << 20
+const MaxEvidenceLogBytes = limits.MaxEvidenceEventLogBytes
 
 // ErrMalformedCCEL is returned by TrimCCEL for a CCEL that cannot be walked
 // to its end marker.

@@ -32,15 +32,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-trustee/go-trustee/guest/cdh"
+	"github.com/go-trustee/go-trustee/guest/aa"
+	"github.com/go-trustee/go-trustee/guest/internal/ttrpcconn"
 )
 
-// Defaults, as upstream's api-server-rest has them.
+// Defaults, as upstream's api-server-rest has them. The backends'
+// addresses are those of their owners: cdh.DefaultSocket and
+// aa.DefaultSocket.
 const (
 	DefaultBind     = "127.0.0.1:8006"
 	DefaultFeatures = FeatureResource
-	DefaultCDHAddr  = cdh.DefaultSocket
-	DefaultAAAddr   = cdh.DefaultAASocket
 	// DefaultTimeout bounds each backend call (upstream's TTRPC_TIMEOUT).
 	DefaultTimeout = 50 * time.Second
 	// DefaultVersion is reported by /info when Options.Version is empty.
@@ -63,12 +64,12 @@ type ResourceGetter interface {
 }
 
 // AttestationAgent is what the /aa and /info endpoints ask the
-// attestation-agent; cdh.AAClient implements it over ttRPC.
+// attestation-agent; aa.Client implements it over ttRPC.
 type AttestationAgent interface {
 	GetToken(ctx context.Context, tokenType string) ([]byte, error)
 	GetEvidence(ctx context.Context, runtimeData []byte) ([]byte, error)
 	GetAdditionalEvidence(ctx context.Context, runtimeData []byte) ([]byte, error)
-	ExtendRuntimeMeasurement(ctx context.Context, domain, operation, content string) (cdh.MeasurementResult, error)
+	ExtendRuntimeMeasurement(ctx context.Context, domain, operation, content string) (aa.MeasurementResult, error)
 	GetTeeType(ctx context.Context) (string, error)
 	GetAdditionalTees(ctx context.Context) ([]string, error)
 }
@@ -145,7 +146,7 @@ func text(w http.ResponseWriter, status int, body string) { write(w, status, "",
 
 func (s *Server) backendError(w http.ResponseWriter, what string, err error) {
 	s.opts.Logger.Error("backend call failed", "call", what, "err", err)
-	text(w, http.StatusInternalServerError, cdh.StatusMessage(err))
+	text(w, http.StatusInternalServerError, ttrpcconn.StatusMessage(err))
 }
 
 // isLoopback reports whether the peer address is a loopback IP.
@@ -320,7 +321,7 @@ const (
 )
 
 func (s *Server) aa(ctx context.Context, w http.ResponseWriter, r *http.Request, rest string, params map[string]string) {
-	aa := s.opts.AA
+	agent := s.opts.AA
 	runtimeData := func() ([]byte, bool) {
 		v, ok := params["runtime_data"]
 		if !ok {
@@ -341,7 +342,7 @@ func (s *Server) aa(ctx context.Context, w http.ResponseWriter, r *http.Request,
 			return
 		}
 		s.opts.Logger.Info("Get token", "type", tt)
-		b, err := aa.GetToken(ctx, tt)
+		b, err := agent.GetToken(ctx, tt)
 		if err != nil {
 			s.backendError(w, "get token", err)
 			return
@@ -356,9 +357,9 @@ func (s *Server) aa(ctx context.Context, w http.ResponseWriter, r *http.Request,
 		var b []byte
 		var err error
 		if rest == "/evidence" {
-			b, err = aa.GetEvidence(ctx, rd)
+			b, err = agent.GetEvidence(ctx, rd)
 		} else {
-			b, err = aa.GetAdditionalEvidence(ctx, rd)
+			b, err = agent.GetAdditionalEvidence(ctx, rd)
 		}
 		if err != nil {
 			s.backendError(w, "get evidence", err)
@@ -382,18 +383,18 @@ func (s *Server) aa(ctx context.Context, w http.ResponseWriter, r *http.Request,
 			text(w, http.StatusInternalServerError, "Illegal AAEL eventry format: "+err.Error())
 			return
 		}
-		res, err := aa.ExtendRuntimeMeasurement(ctx, *ev.Domain, *ev.Operation, *ev.Content)
+		res, err := agent.ExtendRuntimeMeasurement(ctx, *ev.Domain, *ev.Operation, *ev.Content)
 		if err != nil {
 			s.backendError(w, "extend AAEL entry", err)
 			return
 		}
 		msg := aaelUnknown
 		switch res {
-		case cdh.MeasurementOK:
+		case aa.MeasurementOK:
 			msg = aaelOK
-		case cdh.MeasurementNotSupported:
+		case aa.MeasurementNotSupported:
 			msg = aaelNotSupported
-		case cdh.MeasurementNotEnabled:
+		case aa.MeasurementNotEnabled:
 			msg = aaelNotEnabled
 		}
 		write(w, http.StatusOK, "application/json", []byte(msg))

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/cdh"
 	"github.com/go-trustee/go-trustee/guest/proto/aaproto"
 	"github.com/go-trustee/go-trustee/internal/testvectors"
@@ -93,7 +94,7 @@ func sockDir(t *testing.T) string {
 
 // backends serves a real hub (offline_fs_kbc over upstream's files) and a
 // fake AA on unix sockets and returns ttRPC clients of both.
-func backends(t *testing.T) (*cdh.Client, *cdh.AAClient, *fakeAA) {
+func backends(t *testing.T) (*cdh.Client, *aa.Client, *fakeAA) {
 	t.Helper()
 	dir := sockDir(t)
 	cfg := &cdh.Config{Socket: "unix://" + dir + "/cdh.sock", AASocket: "unix://" + dir + "/aa.sock",
@@ -126,7 +127,7 @@ func backends(t *testing.T) (*cdh.Client, *cdh.AAClient, *fakeAA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := cdh.NewAAClient(cfg.AASocket)
+	a, err := aa.NewClient(cfg.AASocket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +310,7 @@ func TestForbiddenPeer(t *testing.T) {
 
 func TestNewAndBind(t *testing.T) {
 	c := &cdh.Client{}
-	a := &cdh.AAClient{}
+	a := &aa.Client{}
 	for _, o := range []Options{
 		{Features: "everything", CDH: c, AA: a},
 		{Features: FeatureResource},

@@ -49,11 +49,11 @@ type DeviceAttester interface {
 
 // ErrInvalidEvidence is returned when an attester's output is not a JSON
 // document within limits.MaxEvidenceBytes.
-var ErrInvalidEvidence = errors.New("invalid evidence")
+var ErrInvalidEvidence = errors.New("attester: invalid evidence")
 
 // ErrDuplicateDevice is returned when two devices report the same TEE type:
 // additional evidence is a map keyed by TEE type, so they cannot both be sent.
-var ErrDuplicateDevice = errors.New("duplicate device TEE type")
+var ErrDuplicateDevice = errors.New("attester: duplicate device TEE type")
 
 // WithDevices returns a DeviceAttester made of primary and devices.
 func WithDevices(primary Attester, devices ...Attester) DeviceAttester {

@@ -18,13 +18,13 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/go-trustee/go-trustee/client"
+	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // Defaults of the configuration, as upstream's ttRPC build has them.
 const (
 	DefaultSocket   = "unix:///run/confidential-containers/cdh.sock"
-	DefaultAASocket = "unix:///run/confidential-containers/attestation-agent/attestation-agent.sock"
 	DefaultLogLevel = "info"
 	// DefaultCredentialDir is where [[credentials]] may be written; a path
 	// outside it is refused.
@@ -45,7 +45,8 @@ type Config struct {
 	// SkipSealedSecretVerification accepts sealed secrets without
 	// checking their signature. Insecure.
 	SkipSealedSecretVerification bool
-	// AASocket is the attestation-agent's ttRPC address.
+	// AASocket is the attestation-agent's ttRPC address; aa.DefaultSocket
+	// by default.
 	AASocket string
 	// KBC selects how resources are read.
 	KBC KBCConfig
@@ -73,8 +74,8 @@ type Credential struct {
 	Path        string
 }
 
-// ErrConfig marks every configuration error.
-var ErrConfig = errors.New("invalid confidential-data-hub configuration")
+// ErrInvalidConfig marks every configuration error.
+var ErrInvalidConfig = errors.New("cdh: invalid configuration")
 
 // rawConfig mirrors the file; pointers tell absent from empty.
 type rawConfig struct {
@@ -121,12 +122,12 @@ const (
 func LoadConfig(file string) (*Config, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %w", ErrConfig, file, err)
+		return nil, fmt.Errorf("%w: reading %s: %w", ErrInvalidConfig, file, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, limits.MaxConfigBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %w", ErrConfig, file, err)
+		return nil, fmt.Errorf("%w: reading %s: %w", ErrInvalidConfig, file, err)
 	}
 	format := FormatTOML
 	if strings.EqualFold(filepath.Ext(file), ".json") {
@@ -144,27 +145,27 @@ func LoadConfig(file string) (*Config, error) {
 // every [[credentials]] entry needs both keys.
 func DecodeConfig(b []byte, format Format) (*Config, error) {
 	if len(b) > limits.MaxConfigBytes {
-		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrConfig, len(b), limits.MaxConfigBytes)
+		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrInvalidConfig, len(b), limits.MaxConfigBytes)
 	}
 	var raw rawConfig
 	switch format {
 	case FormatJSON:
 		d := json.NewDecoder(bytes.NewReader(b))
 		if err := d.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 		}
 		if d.More() {
-			return nil, fmt.Errorf("%w: trailing data after the JSON document", ErrConfig)
+			return nil, fmt.Errorf("%w: trailing data after the JSON document", ErrInvalidConfig)
 		}
 	default:
 		if _, err := toml.Decode(string(b), &raw); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 		}
 	}
 	c := &Config{
 		Socket:                       DefaultSocket,
 		SkipSealedSecretVerification: raw.SkipSealedSecretVerification,
-		AASocket:                     DefaultAASocket,
+		AASocket:                     aa.DefaultSocket,
 		Image:                        raw.Image,
 		LogLevel:                     DefaultLogLevel,
 	}
@@ -178,7 +179,7 @@ func DecodeConfig(b []byte, format Format) (*Config, error) {
 		c.LogLevel = *raw.Log.Level
 	}
 	if raw.KBC == nil || raw.KBC.Name == nil {
-		return nil, fmt.Errorf("%w: the [kbc] table with its name is required", ErrConfig)
+		return nil, fmt.Errorf("%w: the [kbc] table with its name is required", ErrInvalidConfig)
 	}
 	c.KBC.Name = *raw.KBC.Name
 	if raw.KBC.URL != nil {
@@ -189,7 +190,7 @@ func DecodeConfig(b []byte, format Format) (*Config, error) {
 	}
 	for i, rc := range raw.Credentials {
 		if rc.ResourceURI == nil || rc.Path == nil {
-			return nil, fmt.Errorf("%w: [[credentials]] entry %d needs resource_uri and path", ErrConfig, i+1)
+			return nil, fmt.Errorf("%w: [[credentials]] entry %d needs resource_uri and path", ErrInvalidConfig, i+1)
 		}
 		c.Credentials = append(c.Credentials, Credential{ResourceURI: *rc.ResourceURI, Path: *rc.Path})
 	}
@@ -204,38 +205,38 @@ func DecodeConfig(b []byte, format Format) (*Config, error) {
 // DefaultCredentialDir) and the log level.
 func (c *Config) Validate() error {
 	if _, err := SocketPath(c.Socket); err != nil {
-		return fmt.Errorf("%w: socket: %v", ErrConfig, err)
+		return fmt.Errorf("%w: socket: %v", ErrInvalidConfig, err)
 	}
 	if _, err := SocketPath(c.AASocket); err != nil {
-		return fmt.Errorf("%w: aa_socket: %v", ErrConfig, err)
+		return fmt.Errorf("%w: aa_socket: %v", ErrInvalidConfig, err)
 	}
 	switch c.KBC.Name {
 	case KBCCC:
 		if c.KBC.URL == "" {
-			return fmt.Errorf("%w: kbc %s needs a url", ErrConfig, KBCCC)
+			return fmt.Errorf("%w: kbc %s needs a url", ErrInvalidConfig, KBCCC)
 		}
 		if err := validateKBSURL(c.KBC.URL); err != nil {
-			return fmt.Errorf("%w: kbc %v", ErrConfig, err)
+			return fmt.Errorf("%w: kbc %v", ErrInvalidConfig, err)
 		}
 	case KBCOfflineFS:
 	default:
-		return fmt.Errorf("%w: unknown kbc name %q, only %s and %s", ErrConfig, c.KBC.Name, KBCCC, KBCOfflineFS)
+		return fmt.Errorf("%w: unknown kbc name %q, only %s and %s", ErrInvalidConfig, c.KBC.Name, KBCCC, KBCOfflineFS)
 	}
 	if strings.TrimSpace(c.KBC.KBSCert) != "" {
 		if _, err := CertPool(c.KBC.KBSCert); err != nil {
-			return fmt.Errorf("%w: kbs_cert: %v", ErrConfig, err)
+			return fmt.Errorf("%w: kbs_cert: %v", ErrInvalidConfig, err)
 		}
 	}
 	for _, cr := range c.Credentials {
 		if err := ValidateCredentialPath(DefaultCredentialDir, cr.Path); err != nil {
-			return fmt.Errorf("%w: %v", ErrConfig, err)
+			return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 		}
 		if !isResourceURI(cr.ResourceURI) {
-			return fmt.Errorf("%w: credential resource_uri %q is not a kbs:// URI", ErrConfig, cr.ResourceURI)
+			return fmt.Errorf("%w: credential resource_uri %q is not a kbs:// URI", ErrInvalidConfig, cr.ResourceURI)
 		}
 	}
 	if _, err := ParseLogLevel(c.LogLevel); err != nil {
-		return fmt.Errorf("%w: %v", ErrConfig, err)
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	return nil
 }
@@ -331,7 +332,7 @@ func ParseLogLevel(s string) (slog.Level, error) {
 // parameter agent.aa_kbc_params, else offline_fs_kbc. getenv and cmdline
 // are injected (os.Getenv and the text of /proc/cmdline in production).
 func DefaultConfig(getenv func(string) string, cmdline string) (*Config, error) {
-	c := &Config{Socket: DefaultSocket, AASocket: DefaultAASocket, LogLevel: DefaultLogLevel,
+	c := &Config{Socket: DefaultSocket, AASocket: aa.DefaultSocket, LogLevel: DefaultLogLevel,
 		KBC: KBCConfig{Name: KBCOfflineFS}}
 	params := getenv("AA_KBC_PARAMS")
 	if params == "" {
@@ -359,7 +360,7 @@ func DefaultConfig(getenv func(string) string, cmdline string) (*Config, error) 
 func ParseKBCParams(s string) (kbc, kbsURL string, err error) {
 	parts := strings.Split(s, "::")
 	if len(parts) != 2 {
-		return "", "", fmt.Errorf("%w: aa_kbc_params %q is not <kbc>::<url>", ErrConfig, s)
+		return "", "", fmt.Errorf("%w: aa_kbc_params %q is not <kbc>::<url>", ErrInvalidConfig, s)
 	}
 	return parts[0], parts[1], nil
 }

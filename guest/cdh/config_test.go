@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/go-trustee/go-trustee/guest/aa"
 )
 
 func TestDecodeConfig(t *testing.T) {
@@ -36,7 +38,7 @@ image_security_policy_uri = "kbs:///default/security-policy/test"
 [image.image_pull_proxy]
 https_proxy = "http://127.0.0.1:8080"
 `,
-			want: &Config{Socket: DefaultSocket, AASocket: DefaultAASocket, LogLevel: "info",
+			want: &Config{Socket: DefaultSocket, AASocket: aa.DefaultSocket, LogLevel: "info",
 				KBC: KBCConfig{Name: KBCOfflineFS},
 				Image: map[string]any{
 					"max_concurrent_layer_downloads_per_image": int64(3),
@@ -51,12 +53,12 @@ https_proxy = "http://127.0.0.1:8080"
 		{
 			name: "upstream: minimal",
 			in:   "[kbc]\nname = \"offline_fs_kbc\"\n",
-			want: &Config{Socket: DefaultSocket, AASocket: DefaultAASocket, LogLevel: "info", KBC: KBCConfig{Name: KBCOfflineFS}},
+			want: &Config{Socket: DefaultSocket, AASocket: aa.DefaultSocket, LogLevel: "info", KBC: KBCConfig{Name: KBCOfflineFS}},
 		},
 		{
 			name: "upstream: log level and unknown image key",
 			in:   "[log]\nlevel = \"warn\"\n[kbc]\nname = \"offline_fs_kbc\"\n[image]\nsome_undefined_field = \"unknown value\"\n",
-			want: &Config{Socket: DefaultSocket, AASocket: DefaultAASocket, LogLevel: "warn", KBC: KBCConfig{Name: KBCOfflineFS},
+			want: &Config{Socket: DefaultSocket, AASocket: aa.DefaultSocket, LogLevel: "warn", KBC: KBCConfig{Name: KBCOfflineFS},
 				Image: map[string]any{"some_undefined_field": "unknown value"}},
 		},
 		{
@@ -68,7 +70,7 @@ url = "http://kbs:8080"
 path = "/run/confidential-containers/cdh/kbs/kms-credential/aliyun/ecsRamRole.json"
 resource_uri = "kbs:///default/aliyun/ecs_ram_role"
 `,
-			want: &Config{Socket: DefaultSocket, AASocket: DefaultAASocket, LogLevel: "info",
+			want: &Config{Socket: DefaultSocket, AASocket: aa.DefaultSocket, LogLevel: "info",
 				KBC: KBCConfig{Name: KBCCC, URL: "http://kbs:8080"},
 				Credentials: []Credential{{ResourceURI: "kbs:///default/aliyun/ecs_ram_role",
 					Path: "/run/confidential-containers/cdh/kbs/kms-credential/aliyun/ecsRamRole.json"}}},
@@ -103,8 +105,8 @@ resource_uri = "kbs:///default/aliyun/ecs_ram_role"
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := DecodeConfig([]byte(tt.in), tt.format)
 			if tt.want == nil {
-				if !errors.Is(err, ErrConfig) {
-					t.Fatalf("DecodeConfig: %v, want ErrConfig", err)
+				if !errors.Is(err, ErrInvalidConfig) {
+					t.Fatalf("DecodeConfig: %v, want ErrInvalidConfig", err)
 				}
 				return
 			}
@@ -145,8 +147,8 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := LoadConfig(tt.path); !errors.Is(err, ErrConfig) {
-				t.Fatalf("LoadConfig: %v, want ErrConfig", err)
+			if _, err := LoadConfig(tt.path); !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("LoadConfig: %v, want ErrInvalidConfig", err)
 			}
 		})
 	}

@@ -65,21 +65,21 @@ func newKBS(t testing.TB, opts fakekbs.Options) *kbsEnv {
 	return &kbsEnv{kbs: k, srv: srv, tokens: &attestingTokens{url: srv.URL}}
 }
 
-// clock is a settable test clock.
-type clock struct {
+// testClock is a settable test clock.
+type testClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func newClock() *clock { return &clock{t: time.Now()} }
+func newClock() *testClock { return &testClock{t: time.Now()} }
 
-func (c *clock) Now() time.Time {
+func (c *testClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *clock) Add(d time.Duration) {
+func (c *testClock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)

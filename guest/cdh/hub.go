@@ -89,7 +89,7 @@ type Hub struct {
 // New builds the hub of cfg and fetches its [[credentials]].
 func New(ctx context.Context, cfg *Config, opts Options) (*Hub, error) {
 	if cfg == nil {
-		return nil, fmt.Errorf("%w: nil configuration", ErrConfig)
+		return nil, fmt.Errorf("%w: nil configuration", ErrInvalidConfig)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -103,10 +103,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Hub, error) {
 	h := &Hub{kbc: opts.KBC, replyShape: opts.ReplyShape, log: opts.Logger, cfg: cfg}
 	for _, c := range cfg.Credentials {
 		if err := ValidateCredentialPath(opts.CredentialDir, c.Path); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+			return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 		}
 		if !isResourceURI(c.ResourceURI) {
-			return nil, fmt.Errorf("%w: credential resource_uri %q is not a kbs:// URI", ErrConfig, c.ResourceURI)
+			return nil, fmt.Errorf("%w: credential resource_uri %q is not a kbs:// URI", ErrInvalidConfig, c.ResourceURI)
 		}
 	}
 	if h.kbc == nil {
@@ -151,7 +151,7 @@ func newKBC(cfg *Config, opts Options) (KBC, error) {
 		if strings.TrimSpace(cfg.KBC.KBSCert) != "" && opts.HTTPClient == nil {
 			pool, err := CertPool(cfg.KBC.KBSCert)
 			if err != nil {
-				return nil, fmt.Errorf("%w: kbs_cert: %v", ErrConfig, err)
+				return nil, fmt.Errorf("%w: kbs_cert: %v", ErrInvalidConfig, err)
 			}
 			cc.RootCAs = pool
 		}
@@ -163,7 +163,7 @@ func newKBC(cfg *Config, opts Options) (KBC, error) {
 		}
 		return NewOfflineFS(files, opts.Logger)
 	}
-	return nil, fmt.Errorf("%w: unknown kbc %q", ErrConfig, cfg.KBC.Name)
+	return nil, fmt.Errorf("%w: unknown kbc %q", ErrInvalidConfig, cfg.KBC.Name)
 }
 
 // Config returns the configuration the hub was built from.

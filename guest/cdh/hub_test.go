@@ -20,12 +20,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/go-trustee/go-trustee/client/fakekbs"
+	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/proto/cdhproto/keyprovider"
 	"github.com/go-trustee/go-trustee/sealedsecret"
 )
 
 func ccConfig(url string) *Config {
-	return &Config{Socket: DefaultSocket, AASocket: DefaultAASocket, LogLevel: "info",
+	return &Config{Socket: DefaultSocket, AASocket: aa.DefaultSocket, LogLevel: "info",
 		KBC: KBCConfig{Name: KBCCC, URL: url}}
 }
 
@@ -341,16 +342,16 @@ func TestCredentialsPrefetch(t *testing.T) {
 	}{
 		{"path escape", func(dir string) []Credential {
 			return []Credential{{"kbs:///default/test/file", dir + "/../escaped"}}
-		}, ErrConfig},
+		}, ErrInvalidConfig},
 		{"outside the directory", func(dir string) []Credential {
 			return []Credential{{"kbs:///default/test/file", "/etc/cdh-test"}}
-		}, ErrConfig},
+		}, ErrInvalidConfig},
 		{"dot segment", func(dir string) []Credential {
 			return []Credential{{"kbs:///default/test/file", dir + "/./x"}}
-		}, ErrConfig},
+		}, ErrInvalidConfig},
 		{"bad URI", func(dir string) []Credential {
 			return []Credential{{"default/test/file", dir + "/x"}}
-		}, ErrConfig},
+		}, ErrInvalidConfig},
 		{"second resource missing: nothing written", func(dir string) []Credential {
 			return []Credential{{"kbs:///default/test/file", dir + "/a"}, {"kbs:///default/test/none", dir + "/b"}}
 		}, ErrNotFound},

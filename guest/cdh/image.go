@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/image"
 	"github.com/go-trustee/go-trustee/guest/image/signature"
 	"github.com/go-trustee/go-trustee/guest/proto/cdhproto/api"
@@ -70,18 +71,18 @@ func NewImageService(hub *Hub, opts ImageOptions) (*ImageService, error) {
 	p := opts.Puller
 	if p == nil {
 		if hub == nil {
-			return nil, fmt.Errorf("%w: image service without a hub", ErrConfig)
+			return nil, fmt.Errorf("%w: image service without a hub", ErrInvalidConfig)
 		}
 		cfg, err := image.ParseConfig(hub.Config().Image)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 		dec := opts.Decrypter
 		if dec == nil {
 			dec = imagecrypt.NewLayerDecrypter(imagecrypt.KeySourceFunc(hub.GetResource))
 		}
 		if p, err = image.NewPuller(cfg, image.Options{Resources: hub, Decrypter: dec, Logger: opts.Logger}); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
 	return &ImageService{puller: p, aa: opts.AA, timeout: opts.Timeout, log: opts.Logger}, nil
@@ -125,9 +126,9 @@ func (s *ImageService) Pull(ctx context.Context, imageURL, bundlePath string) (s
 		return "", fmt.Errorf("extending the runtime measurement: %w", err)
 	}
 	switch res {
-	case MeasurementNotSupported:
+	case aa.MeasurementNotSupported:
 		s.log.Warn("the platform does not support runtime measurement; PullImage remains successful")
-	case MeasurementNotEnabled:
+	case aa.MeasurementNotEnabled:
 		s.log.Warn("AA runtime measurement is disabled; PullImage remains successful")
 	}
 	return d, nil
@@ -159,7 +160,7 @@ func imageRPCError(err error) error {
 		{image.ErrTooLarge, codes.ResourceExhausted},
 		{image.ErrLayerTooLarge, codes.ResourceExhausted},
 		{image.ErrUnsupportedMediaType, codes.Unimplemented},
-		{image.ErrConfig, codes.FailedPrecondition},
+		{image.ErrInvalidConfig, codes.FailedPrecondition},
 		{signature.ErrPolicy, codes.FailedPrecondition},
 		{image.ErrRegistry, codes.Unavailable},
 	} {

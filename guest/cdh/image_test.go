@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/go-trustee/go-trustee/client/fakekbs"
+	"github.com/go-trustee/go-trustee/guest/aa"
 )
 
 type recordingAA struct {
@@ -43,11 +44,11 @@ type recordingAA struct {
 	events []string
 }
 
-func (r *recordingAA) ExtendRuntimeMeasurement(_ context.Context, domain, op, content string) (MeasurementResult, error) {
+func (r *recordingAA) ExtendRuntimeMeasurement(_ context.Context, domain, op, content string) (aa.MeasurementResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, domain+"|"+op+"|"+content)
-	return MeasurementOK, nil
+	return aa.MeasurementOK, nil
 }
 
 func tarLayer(t *testing.T, files map[string]string) v1.Layer {

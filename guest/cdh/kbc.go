@@ -10,14 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-trustee/go-trustee/client"
+	"github.com/go-trustee/go-trustee/internal/clock"
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/protocol"
 )
@@ -78,7 +78,7 @@ type CCOptions struct {
 	// its own, kept for the CCKBC's life so connections are reused.
 	HTTPClient *http.Client
 	// RefreshBefore is how long before its exp a cached token is replaced;
-	// 0 is 30 s.
+	// 0 is client.DefaultTokenRefreshMargin.
 	RefreshBefore time.Duration
 	// DisableTokenCache gets a new token (a full attestation) for every
 	// read, as upstream's CDH does. For comparison only.
@@ -102,20 +102,18 @@ type CCOptions struct {
 // CCKBC reads resources from a KBS with a token from the attestation-agent
 // (upstream's cc_kbc in passport mode), reusing one attested client.
 //
-// A token is cached with its key pair until RefreshBefore its exp. A 401
+// A token is cached with its key pair until RefreshBefore its exp (one
+// without exp until the KBS refuses it); concurrent reads that need a token
+// share one fetch. A 401
 // whose ErrorInformation says the token is missing or invalid gets one
 // fresh token and one retry; PolicyDeny and other refusals are reported at
 // once (upstream re-attests three times blindly). A KBS that cannot be
 // reached is retried MaxAttempts times with doubling back-off.
 type CCKBC struct {
-	opts CCOptions
-	hc   *http.Client
-
-	mu      sync.Mutex // serializes token fetches; guards the fields below
-	cur     *client.Client
-	exp     time.Time // zero: no exp claim
-	gen     uint64
-	fetches int
+	opts    CCOptions
+	hc      *http.Client
+	clients *client.TokenCache[*client.Client] // clients holding a token
+	fetches atomic.Int64                       // tokens asked of opts.Tokens
 }
 
 // NewCC validates opts and returns a CCKBC. It fetches no token yet.
@@ -124,7 +122,7 @@ func NewCC(opts CCOptions) (*CCKBC, error) {
 		return nil, errors.New("cc_kbc: a TokenSource is required")
 	}
 	if opts.RefreshBefore == 0 {
-		opts.RefreshBefore = 30 * time.Second
+		opts.RefreshBefore = client.DefaultTokenRefreshMargin
 	}
 	if opts.MaxAttempts == 0 {
 		opts.MaxAttempts = 3
@@ -142,7 +140,7 @@ func NewCC(opts CCOptions) (*CCKBC, error) {
 		opts.Now = time.Now
 	}
 	if opts.Sleep == nil {
-		opts.Sleep = sleepCtx
+		opts.Sleep = clock.Sleep
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -160,37 +158,41 @@ func NewCC(opts CCOptions) (*CCKBC, error) {
 	if err := validateKBSURL(opts.URL); err != nil {
 		return nil, fmt.Errorf("cc_kbc: %w", err)
 	}
+	// A token without exp is kept: a read the KBS refuses with 401
+	// invalidates it (GetResource).
+	cache, err := client.NewTokenCache[*client.Client](client.TokenCacheOptions{
+		Now: opts.Now, Margin: opts.RefreshBefore, ReuseWithoutExp: true, Disabled: opts.DisableTokenCache,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cc_kbc: %w", err)
+	}
+	k.clients = cache
 	return k, nil
 }
 
 // Attestations returns how many tokens were fetched from the TokenSource.
-func (k *CCKBC) Attestations() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.fetches
+func (k *CCKBC) Attestations() int { return int(k.fetches.Load()) }
+
+// session returns an attested client and its generation, fetching a token
+// when none is cached or the cached one is about to expire.
+func (k *CCKBC) session(ctx context.Context) (*client.Client, uint64, error) {
+	return k.clients.Get(ctx, k.newSession)
 }
 
-// session returns an attested client, fetching a token when none is
-// cached or the cached one is about to expire.
-func (k *CCKBC) session(ctx context.Context) (*client.Client, uint64, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	now := k.opts.Now()
-	if k.cur != nil && !k.opts.DisableTokenCache && (k.exp.IsZero() || now.Add(k.opts.RefreshBefore).Before(k.exp)) {
-		return k.cur, k.gen, nil
-	}
-	k.fetches++
+// newSession fetches a token and returns a client sending it.
+func (k *CCKBC) newSession(ctx context.Context) (*client.Client, client.TokenTimes, error) {
+	k.fetches.Add(1)
 	token, pemKey, err := k.opts.Tokens.Token(ctx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrAttestation, err)
+		return nil, client.TokenTimes{}, fmt.Errorf("%w: %w", ErrAttestation, err)
 	}
 	kp, err := protocol.KeyPairFromPEM(pemKey)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: tee_keypair: %w", ErrAttestation, err)
+		return nil, client.TokenTimes{}, fmt.Errorf("%w: tee_keypair: %w", ErrAttestation, err)
 	}
-	exp, err := tokenExp(token)
+	times, err := client.ParseTokenTimes(token)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrAttestation, err)
+		return nil, client.TokenTimes{}, fmt.Errorf("%w: %w", ErrAttestation, err)
 	}
 	c, err := client.New(client.Options{
 		URL: k.opts.URL, HTTPClient: k.hc, KeyPair: kp, Token: token, Bearer: true,
@@ -198,50 +200,10 @@ func (k *CCKBC) session(ctx context.Context) (*client.Client, uint64, error) {
 		Logger: k.opts.Logger,
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrAttestation, err)
+		return nil, client.TokenTimes{}, fmt.Errorf("%w: %w", ErrAttestation, err)
 	}
-	k.cur, k.exp = c, exp
-	k.gen++
-	k.opts.Logger.Debug("cc_kbc: new KBS token", "expires", exp)
-	return c, k.gen, nil
-}
-
-// invalidate drops the client of generation gen.
-func (k *CCKBC) invalidate(gen uint64) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.gen == gen {
-		k.cur = nil
-	}
-}
-
-// tokenExp reads the exp claim of a JWT (zero when absent). The guest does
-// not verify the token; the KBS does.
-func tokenExp(token string) (time.Time, error) {
-	if len(token) > limits.MaxTokenBytes {
-		return time.Time{}, fmt.Errorf("token of %d bytes exceeds %d", len(token), limits.MaxTokenBytes)
-	}
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}, errors.New("token is not a JWT")
-	}
-	p, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return time.Time{}, errors.New("token claims are not base64url")
-	}
-	var claims struct {
-		Exp *float64 `json:"exp"`
-	}
-	if err := json.Unmarshal(p, &claims); err != nil {
-		return time.Time{}, errors.New("token claims are not JSON")
-	}
-	if claims.Exp == nil {
-		return time.Time{}, nil
-	}
-	if *claims.Exp < 0 || *claims.Exp > 1<<40 || math.IsNaN(*claims.Exp) {
-		return time.Time{}, errors.New("token exp is not a timestamp")
-	}
-	return time.Unix(int64(*claims.Exp), 0), nil
+	k.opts.Logger.Debug("cc_kbc: new KBS token", "expires", times.Exp)
+	return c, times, nil
 }
 
 // tokenProblem reports a 401 that a fresh token may cure.
@@ -277,7 +239,7 @@ func (k *CCKBC) GetResource(ctx context.Context, uri string) ([]byte, error) {
 		case errors.As(err, &ce) && ce.Status == http.StatusUnauthorized:
 			if tokenProblem(ce) && !refreshed {
 				k.opts.Logger.Info("KBS refused the token; getting a fresh one", "resource", uri, "reason", detail(ce))
-				k.invalidate(gen)
+				k.clients.Invalidate(gen)
 				refreshed = true
 				continue
 			}
@@ -320,17 +282,6 @@ func detail(e *client.Error) string {
 		return e.Info.Detail
 	}
 	return e.Body
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Default files of offline_fs_kbc and the variable naming more.

@@ -1,35 +1,35 @@
 package cdh
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 
 	"github.com/go-trustee/go-trustee/imagecrypt"
+	"github.com/go-trustee/go-trustee/imagecrypt/keyprovider"
 	"github.com/go-trustee/go-trustee/sealedsecret"
 )
 
 // Bounds of the keyprovider protocol.
 const (
-	// MaxKeyProviderInput bounds a keyprovider request JSON.
-	MaxKeyProviderInput = 1 << 20
+	// MaxKeyProviderInput bounds a keyprovider request JSON
+	// (keyprovider.MaxMessageBytes).
+	MaxKeyProviderInput = keyprovider.MaxMessageBytes
 	// MaxAnnotationPacket bounds a decoded annotation packet.
 	MaxAnnotationPacket = imagecrypt.MaxAnnotationPacket
 )
 
 // ReplyShape selects how UnWrapKey encodes optsdata.
-type ReplyShape int
+type ReplyShape = keyprovider.Shape
 
 const (
 	// ReplyRust writes optsdata as a JSON integer array (Rust Vec<u8>), the
 	// shape ocicrypt-rs, the only ttRPC keyprovider client, expects; the
 	// default.
-	ReplyRust ReplyShape = iota
+	ReplyRust = keyprovider.ShapeRust
 	// ReplyGo writes optsdata as standard base64 (Go []byte), the shape
 	// containers/ocicrypt expects.
-	ReplyGo
+	ReplyGo = keyprovider.ShapeGo
 )
 
 // ParseReplyShape parses "rust" or "go".
@@ -43,46 +43,6 @@ func ParseReplyShape(s string) (ReplyShape, error) {
 	return 0, fmt.Errorf("keyprovider reply shape %q is neither rust nor go", s)
 }
 
-// byteField decodes a keyprovider byte field in either client's shape: a
-// standard base64 string (Go []byte, ocicrypt-rs annotation) or an array of
-// integers 0..255 (Rust Vec<u8>). null is nil.
-type byteField []byte
-
-func (f *byteField) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	switch {
-	case string(b) == "null":
-		*f = nil
-		return nil
-	case len(b) > 0 && b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		d, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			return fmt.Errorf("not standard base64: %v", err)
-		}
-		*f = d
-		return nil
-	case len(b) > 0 && b[0] == '[':
-		var ints []int
-		if err := json.Unmarshal(b, &ints); err != nil {
-			return err
-		}
-		out := make([]byte, len(ints))
-		for i, v := range ints {
-			if v < 0 || v > 255 {
-				return fmt.Errorf("byte %d out of range: %d", i, v)
-			}
-			out[i] = byte(v)
-		}
-		*f = out
-		return nil
-	}
-	return fmt.Errorf("want a base64 string or an integer array")
-}
-
 // KeyProviderInput is the part of a keyprovider request the hub uses.
 type KeyProviderInput struct {
 	// Op is "keyunwrap" or "keywrap".
@@ -93,55 +53,23 @@ type KeyProviderInput struct {
 }
 
 // ParseKeyProviderInput decodes a keyprovider request from Go ocicrypt or
-// ocicrypt-rs (see byteField for the accepted byte shapes).
+// ocicrypt-rs with package keyprovider (base64 string or integer array
+// byte fields). Errors wrap ErrInvalidRequest.
 func ParseKeyProviderInput(b []byte) (*KeyProviderInput, error) {
-	if len(b) > MaxKeyProviderInput {
-		return nil, fmt.Errorf("%w: keyprovider input of %d bytes exceeds %d", ErrInvalidRequest, len(b), MaxKeyProviderInput)
+	req, err := keyprovider.DecodeUnwrapRequest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: keyprovider input: %w", ErrInvalidRequest, err)
 	}
-	var raw struct {
-		Op              string `json:"op"`
-		KeyUnwrapParams *struct {
-			Annotation byteField `json:"annotation"`
-		} `json:"keyunwrapparams"`
+	if len(req.Annotation) > MaxAnnotationPacket {
+		return nil, fmt.Errorf("%w: annotation packet of %d bytes exceeds %d", ErrInvalidRequest, len(req.Annotation), MaxAnnotationPacket)
 	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("%w: keyprovider input: %v", ErrInvalidRequest, err)
-	}
-	in := &KeyProviderInput{Op: raw.Op}
-	if raw.KeyUnwrapParams != nil {
-		in.Annotation = raw.KeyUnwrapParams.Annotation
-	}
-	if len(in.Annotation) > MaxAnnotationPacket {
-		return nil, fmt.Errorf("%w: annotation packet of %d bytes exceeds %d", ErrInvalidRequest, len(in.Annotation), MaxAnnotationPacket)
-	}
-	return in, nil
+	return &KeyProviderInput{Op: req.Op, Annotation: req.Annotation}, nil
 }
 
-// MarshalUnwrapReply encodes the keyunwrap answer in the given shape.
+// MarshalUnwrapReply encodes the keyunwrap answer in the given shape
+// (keyprovider.EncodeUnwrapReply).
 func MarshalUnwrapReply(optsdata []byte, shape ReplyShape) ([]byte, error) {
-	if shape == ReplyGo {
-		return json.Marshal(struct {
-			KeyWrapResults struct {
-				Annotation []byte `json:"annotation"`
-			} `json:"keywrapresults"`
-			KeyUnwrapResults struct {
-				OptsData []byte `json:"optsdata"`
-			} `json:"keyunwrapresults"`
-		}{KeyUnwrapResults: struct {
-			OptsData []byte `json:"optsdata"`
-		}{optsdata}})
-	}
-	ints := make([]int, len(optsdata))
-	for i, v := range optsdata {
-		ints[i] = int(v)
-	}
-	return json.Marshal(struct {
-		KeyUnwrapResults struct {
-			OptsData []int `json:"optsdata"`
-		} `json:"keyunwrapresults"`
-	}{struct {
-		OptsData []int `json:"optsdata"`
-	}{ints}})
+	return keyprovider.EncodeUnwrapReply(optsdata, shape)
 }
 
 // AnnotationPacket is the org.opencontainers.image.enc.keys.provider.

@@ -26,7 +26,7 @@ type Auths struct {
 // ParseAuthFile decodes an auth.json document.
 func ParseAuthFile(b []byte) (*Auths, error) {
 	if len(b) > limits.MaxConfigBytes {
-		return nil, fmt.Errorf("%w: auth.json exceeds %d bytes", ErrConfig, limits.MaxConfigBytes)
+		return nil, fmt.Errorf("%w: auth.json exceeds %d bytes", ErrInvalidConfig, limits.MaxConfigBytes)
 	}
 	var doc struct {
 		Auths map[string]struct {
@@ -37,7 +37,7 @@ func ParseAuthFile(b []byte) (*Auths, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("%w: auth.json: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: auth.json: %v", ErrInvalidConfig, err)
 	}
 	a := &Auths{byKey: map[string]Credential{}}
 	for k, v := range doc.Auths {
@@ -45,11 +45,11 @@ func ParseAuthFile(b []byte) (*Auths, error) {
 		if v.Auth != "" {
 			raw, err := base64.StdEncoding.DecodeString(v.Auth)
 			if err != nil {
-				return nil, fmt.Errorf("%w: auth.json entry %q: auth is not base64", ErrConfig, k)
+				return nil, fmt.Errorf("%w: auth.json entry %q: auth is not base64", ErrInvalidConfig, k)
 			}
 			u, p, ok := strings.Cut(string(raw), ":")
 			if !ok {
-				return nil, fmt.Errorf("%w: auth.json entry %q: auth is not user:password", ErrConfig, k)
+				return nil, fmt.Errorf("%w: auth.json entry %q: auth is not user:password", ErrInvalidConfig, k)
 			}
 			c = Credential{Username: u, Password: p}
 		}

@@ -13,14 +13,10 @@ import (
 
 // Default values of the [image] table (upstream image-rs config.rs).
 const (
-	DefaultWorkDir                 = "/run/kata-containers/image"
-	DefaultMaxConcurrentDownloads  = 3
-	DefaultMaxManifestBytes        = 4 << 20
-	DefaultMaxConfigBytes          = 4 << 20
-	maxUnqualifiedSearchRegistries = 64
-	maxRegistryEntries             = 1024
-	maxMirrorsPerRegistry          = 64
-	maxExtraRootCertificates       = 64
+	DefaultWorkDir                = "/run/kata-containers/image"
+	DefaultMaxConcurrentDownloads = 3
+	DefaultMaxManifestBytes       = 4 << 20
+	DefaultMaxConfigBytes         = 4 << 20
 )
 
 // Config is the [image] table of the confidential-data-hub configuration.
@@ -56,15 +52,15 @@ func ParseConfig(m map[string]any) (*Config, error) {
 	if m != nil {
 		b, err := json.Marshal(m)
 		if err != nil {
-			return nil, fmt.Errorf("%w: [image]: %v", ErrConfig, err)
+			return nil, fmt.Errorf("%w: [image]: %v", ErrInvalidConfig, err)
 		}
 		if len(b) > limits.MaxConfigBytes {
-			return nil, fmt.Errorf("%w: [image] exceeds %d bytes", ErrConfig, limits.MaxConfigBytes)
+			return nil, fmt.Errorf("%w: [image] exceeds %d bytes", ErrInvalidConfig, limits.MaxConfigBytes)
 		}
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(c); err != nil {
-			return nil, fmt.Errorf("%w: [image]: %v", ErrConfig, err)
+			return nil, fmt.Errorf("%w: [image]: %v", ErrInvalidConfig, err)
 		}
 	}
 	if c.WorkDir == "" {
@@ -73,8 +69,8 @@ func ParseConfig(m map[string]any) (*Config, error) {
 	if c.MaxConcurrentLayerDownloads <= 0 {
 		c.MaxConcurrentLayerDownloads = DefaultMaxConcurrentDownloads
 	}
-	if len(c.ExtraRootCertificates) > maxExtraRootCertificates {
-		return nil, fmt.Errorf("%w: more than %d extra_root_certificates", ErrConfig, maxExtraRootCertificates)
+	if len(c.ExtraRootCertificates) > limits.MaxExtraRootCertificates {
+		return nil, fmt.Errorf("%w: more than %d extra_root_certificates", ErrInvalidConfig, limits.MaxExtraRootCertificates)
 	}
 	if c.RegistryConfig != nil {
 		if err := c.RegistryConfig.validate(); err != nil {
@@ -109,15 +105,15 @@ type Mirror struct {
 // ParseRegistryConfig decodes a registry configuration TOML document.
 func ParseRegistryConfig(b []byte) (*RegistryConfig, error) {
 	if len(b) > limits.MaxConfigBytes {
-		return nil, fmt.Errorf("%w: registry configuration exceeds %d bytes", ErrConfig, limits.MaxConfigBytes)
+		return nil, fmt.Errorf("%w: registry configuration exceeds %d bytes", ErrInvalidConfig, limits.MaxConfigBytes)
 	}
 	var rc RegistryConfig
 	md, err := toml.Decode(string(b), &rc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry configuration: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: registry configuration: %v", ErrInvalidConfig, err)
 	}
 	if u := md.Undecoded(); len(u) > 0 {
-		return nil, fmt.Errorf("%w: registry configuration: unknown key %q", ErrConfig, u[0].String())
+		return nil, fmt.Errorf("%w: registry configuration: unknown key %q", ErrInvalidConfig, u[0].String())
 	}
 	if err := rc.validate(); err != nil {
 		return nil, err
@@ -126,12 +122,12 @@ func ParseRegistryConfig(b []byte) (*RegistryConfig, error) {
 }
 
 func (rc *RegistryConfig) validate() error {
-	if len(rc.UnqualifiedSearchRegistries) > maxUnqualifiedSearchRegistries || len(rc.Registries) > maxRegistryEntries {
-		return fmt.Errorf("%w: registry configuration has too many entries", ErrConfig)
+	if len(rc.UnqualifiedSearchRegistries) > limits.MaxUnqualifiedSearchRegistries || len(rc.Registries) > limits.MaxRegistryEntries {
+		return fmt.Errorf("%w: registry configuration has too many entries", ErrInvalidConfig)
 	}
 	for _, r := range rc.UnqualifiedSearchRegistries {
 		if !validHost(r) {
-			return fmt.Errorf("%w: unqualified search registry %q", ErrConfig, r)
+			return fmt.Errorf("%w: unqualified search registry %q", ErrInvalidConfig, r)
 		}
 	}
 	for i := range rc.Registries {
@@ -140,24 +136,24 @@ func (rc *RegistryConfig) validate() error {
 			r.Prefix = r.Location
 		}
 		if r.Prefix == "" {
-			return fmt.Errorf("%w: [[registry]] %d has neither prefix nor location", ErrConfig, i)
+			return fmt.Errorf("%w: [[registry]] %d has neither prefix nor location", ErrInvalidConfig, i)
 		}
 		if strings.HasPrefix(r.Prefix, "*.") {
 			if strings.ContainsAny(r.Prefix[2:], "/*") || r.Location != "" {
-				return fmt.Errorf("%w: wildcard prefix %q must be a bare host and have no location", ErrConfig, r.Prefix)
+				return fmt.Errorf("%w: wildcard prefix %q must be a bare host and have no location", ErrInvalidConfig, r.Prefix)
 			}
 		} else if !validLocation(r.Prefix) {
-			return fmt.Errorf("%w: registry prefix %q", ErrConfig, r.Prefix)
+			return fmt.Errorf("%w: registry prefix %q", ErrInvalidConfig, r.Prefix)
 		}
 		if r.Location != "" && !validLocation(r.Location) {
-			return fmt.Errorf("%w: registry location %q", ErrConfig, r.Location)
+			return fmt.Errorf("%w: registry location %q", ErrInvalidConfig, r.Location)
 		}
-		if len(r.Mirrors) > maxMirrorsPerRegistry {
-			return fmt.Errorf("%w: [[registry]] %q has too many mirrors", ErrConfig, r.Prefix)
+		if len(r.Mirrors) > limits.MaxRegistryMirrors {
+			return fmt.Errorf("%w: [[registry]] %q has too many mirrors", ErrInvalidConfig, r.Prefix)
 		}
 		for _, m := range r.Mirrors {
 			if !validLocation(m.Location) {
-				return fmt.Errorf("%w: mirror location %q", ErrConfig, m.Location)
+				return fmt.Errorf("%w: mirror location %q", ErrInvalidConfig, m.Location)
 			}
 		}
 	}

@@ -127,7 +127,7 @@ func NewPuller(cfg *Config, opts Options) (*Puller, error) {
 		cfg.MaxConcurrentLayerDownloads = DefaultMaxConcurrentDownloads
 	}
 	if !filepath.IsAbs(cfg.WorkDir) {
-		return nil, fmt.Errorf("%w: work_dir %q is not absolute", ErrConfig, cfg.WorkDir)
+		return nil, fmt.Errorf("%w: work_dir %q is not absolute", ErrInvalidConfig, cfg.WorkDir)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -137,7 +137,7 @@ func NewPuller(cfg *Config, opts Options) (*Puller, error) {
 	}
 	for i, c := range cfg.ExtraRootCertificates {
 		if !x509.NewCertPool().AppendCertsFromPEM([]byte(c)) {
-			return nil, fmt.Errorf("%w: extra_root_certificates[%d] holds no PEM certificate", ErrConfig, i)
+			return nil, fmt.Errorf("%w: extra_root_certificates[%d] holds no PEM certificate", ErrInvalidConfig, i)
 		}
 	}
 	return &Puller{cfg: cfg, opts: opts, log: opts.Logger}, nil

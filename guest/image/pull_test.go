@@ -276,7 +276,7 @@ func TestPullBundleChecks(t *testing.T) {
 	if _, err := p.Pull(context.Background(), "x.io/a:b", "relative/bundle"); !errors.Is(err, ErrBundle) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := NewPuller(&Config{WorkDir: "rel"}, Options{}); !errors.Is(err, ErrConfig) {
+	if _, err := NewPuller(&Config{WorkDir: "rel"}, Options{}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
 }

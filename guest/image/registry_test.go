@@ -63,7 +63,7 @@ func TestParseRegistryConfigErrors(t *testing.T) {
 		"not toml":      "[[",
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := ParseRegistryConfig([]byte(doc)); !errors.Is(err, ErrConfig) {
+			if _, err := ParseRegistryConfig([]byte(doc)); !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("err = %v", err)
 			}
 		})
@@ -113,7 +113,7 @@ func TestAuths(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseAuthFile([]byte(`{"auths":{"x":{"auth":"!!"}}}`)); !errors.Is(err, ErrConfig) {
+	if _, err := ParseAuthFile([]byte(`{"auths":{"x":{"auth":"!!"}}}`)); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("bad base64: %v", err)
 	}
 }

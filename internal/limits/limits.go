@@ -27,4 +27,107 @@ const (
 	MaxCertChain = 10
 	// MaxConfigBytes bounds a configuration file.
 	MaxConfigBytes = 1 << 20
+	// MaxInitDataBytes bounds an init-data TOML document, on the guest and
+	// in the Attestation Service. Real documents carry a Kata agent policy
+	// and are tens of KiB; the KBS request limit bounds them anyway.
+	MaxInitDataBytes = 1 << 20
+	// MaxKeyProviderBytes bounds one ocicrypt keyprovider request JSON (a
+	// keywrap or keyunwrap message of a key provider or the data hub).
+	MaxKeyProviderBytes = 1 << 20
+)
+
+// Bounds moved here from the packages that apply them (the package named
+// in each comment).
+const (
+	// MaxAdminEndpointRegexBytes bounds an allowed_endpoints expression. (admin)
+	MaxAdminEndpointRegexBytes = 4096
+	// MaxJWKBytes bounds a verification or signing JWK. (sealedsecret)
+	MaxJWKBytes = 64 << 10
+	// MaxSealedSecretBytes bounds a sealed secret before it is decoded: a
+	// Kubernetes Secret holds at most 1 MiB, so no legitimate sealed secret is
+	// larger. (sealedsecret)
+	MaxSealedSecretBytes = 1 << 20
+	// MaxTeeKeyRSABits bounds the modulus of a guest RSA TEE key: upstream's
+	// bound (rsa crate RsaPublicKey::new), so a key Trustee refuses is refused
+	// here too. (protocol)
+	MaxTeeKeyRSABits = 4096
+	// MaxTeeKeyRSAExponent bounds the public exponent of a guest RSA TEE key
+	// (it must fit a positive int32). (protocol)
+	MaxTeeKeyRSAExponent = 1<<31 - 1
+	// MaxJWEProtectedBytes bounds the encoded protected header. Real headers are
+	// a few hundred bytes (an ML-KEM ciphertext would be ~1.5 KiB). (protocol)
+	MaxJWEProtectedBytes = 16 << 10
+	// MaxEndorsedTokenKeys bounds the endorsement cache; an Attestation Service
+	// has one signing key, or a few during rotation. (token)
+	MaxEndorsedTokenKeys = 64
+	// MaxStoredValueBytes bounds a stored value (64 MiB). (storage)
+	MaxStoredValueBytes = 64 << 20
+	// MaxLocalJSONFileBytes bounds a namespace file: room for one value of
+	// MaxStoredValueBytes in base64 plus many small ones. (storage/localjson)
+	MaxLocalJSONFileBytes = 256 << 20
+	// MaxRVPSMessageBytes bounds a register message before it is parsed. It
+	// matches the KBS's default request body limit, through which messages
+	// arrive. (rvps)
+	MaxRVPSMessageBytes = 2 << 20
+	// MaxImageKeyBytes bounds one fetched public key or keyring.
+	// (guest/image/signature)
+	MaxImageKeyBytes = 1 << 20
+	// MaxUnqualifiedSearchRegistries bounds unqualified-search-registries in
+	// registries.conf. (guest/image)
+	MaxUnqualifiedSearchRegistries = 64
+	// MaxRegistryEntries bounds the [[registry]] tables of registries.conf.
+	// (guest/image)
+	MaxRegistryEntries = 1024
+	// MaxRegistryMirrors bounds the mirrors of one registry. (guest/image)
+	MaxRegistryMirrors = 64
+	// MaxExtraRootCertificates bounds the extra root certificates of the image
+	// configuration. (guest/image)
+	MaxExtraRootCertificates = 64
+	// MaxIMDSResponseBytes bounds an IMDS response. (guest/attester/azsnpvtpm)
+	MaxIMDSResponseBytes = 1 << 20
+	// MaxTPMNVBytes bounds an NV index read (the Azure HCL report is ~2.6 KiB).
+	// (guest/attester/tpm)
+	MaxTPMNVBytes = 16 << 10
+	// MaxTPMQuoteNonceBytes bounds the qualifying data of a TPM quote (a
+	// TPM2B_DATA of at most a SHA-512 digest). (guest/attester/tpm)
+	MaxTPMQuoteNonceBytes = 64
+	// MaxSNPCertTableBytes bounds the certificate table the host returns.
+	// (guest/attester/snp)
+	MaxSNPCertTableBytes = 64 << 10
+	// MaxEvidenceEventLogBytes bounds the event log (trimmed CCEL plus AAEL) put
+	// in evidence: its base64 form must fit, with the quote, in
+	// limits.MaxEvidenceBytes. (guest/aael)
+	MaxEvidenceEventLogBytes = 1 << 20
+	// MaxAAELTextBytes bounds one AAEL text ("<domain> <operation> <content>").
+	// (guest/aael)
+	MaxAAELTextBytes = 64 << 10
+	// MaxHCLJWKs bounds the keys in the HCL report's variable data.
+	// (verifier/tpmquote)
+	MaxHCLJWKs = 64
+	// MaxTPMRSAModulusBytes bounds an RSA modulus in an HCL key, in bytes
+	// (RSA-16384). (verifier/tpmquote)
+	MaxTPMRSAModulusBytes = 2048
+	// MaxTPMAttestBytes bounds a TPMS_ATTEST (the TPM's own limit is the size of
+	// TPM2B_ATTEST, well below this). (verifier/tpmquote)
+	MaxTPMAttestBytes = 4096
+	// MaxTPMSignatureBytes bounds a signature (an RSA-16384 signature is 2048
+	// bytes). (verifier/tpmquote)
+	MaxTPMSignatureBytes = 2048 + 6
+	// MaxSNPCertBytes bounds one certificate (VCEK, VLEK, ASK, ARK) of SNP
+	// evidence or a KDS answer. (verifier/snp)
+	MaxSNPCertBytes = 64 << 10
+	// MaxCachedEndorsements bounds the memory cache (upstream's HTTP cache holds
+	// 1024 responses). (verifier/snp)
+	MaxCachedEndorsements = 1024
+	// MaxDenyReasonBytes bounds the deny reason put in an error detail.
+	// (resourcepolicy)
+	MaxDenyReasonBytes = 2048
+	// MaxDenyReasonValueRunes bounds one input value quoted in a deny reason.
+	// (resourcepolicy)
+	MaxDenyReasonValueRunes = 96
+	// MaxDenyReasonSubEvals bounds the rule evaluations explaining one deny.
+	// (resourcepolicy)
+	MaxDenyReasonSubEvals = 24
+	// MaxDenyReasonRules bounds the rules a deny reason names. (resourcepolicy)
+	MaxDenyReasonRules = 4
 )

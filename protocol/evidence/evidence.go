@@ -14,10 +14,10 @@ import "errors"
 var (
 	// ErrReportDataMismatch means the evidence is not bound to the expected
 	// report data (nonce and TEE key).
-	ErrReportDataMismatch = errors.New("report data mismatch")
+	ErrReportDataMismatch = errors.New("evidence: report data mismatch")
 	// ErrInitDataMismatch means the evidence (or the TEE register an
 	// attester reads) is not bound to the expected init-data digest.
-	ErrInitDataMismatch = errors.New("init-data digest mismatch")
+	ErrInitDataMismatch = errors.New("evidence: init-data digest mismatch")
 	// ErrMalformed means the evidence could not be parsed.
-	ErrMalformed = errors.New("malformed evidence")
+	ErrMalformed = errors.New("evidence: malformed evidence")
 )

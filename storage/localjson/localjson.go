@@ -46,6 +46,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/storage/internal/fsutil"
 )
@@ -55,7 +56,7 @@ const DefaultFileDirPath = "/opt/confidential-containers/storage/local_json"
 
 // MaxFileSize bounds a namespace file: room for one value of
 // storage.MaxValueSize in base64 plus many small ones.
-const MaxFileSize = 256 << 20
+const MaxFileSize = limits.MaxLocalJSONFileBytes
 
 // maxNameLen is the longest file name Linux file systems accept.
 const maxNameLen = 255

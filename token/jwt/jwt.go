@@ -1,6 +1,11 @@
 // Package jwt is the strict subset of JWS (RFC 7515), JWK (RFC 7517) and
-// JWT (RFC 7519) that the KBS needs to verify attestation tokens (package
-// token) and admin tokens (package admin).
+// JWT (RFC 7519) the repository needs: the KBS verifies attestation tokens
+// (package token) and admin tokens (package admin) with it, the
+// Attestation Service signs its EAR tokens with it, and kbs-client and the
+// image key provider sign admin tokens with it (SignAdminToken). It is the
+// one place that signs (Signer) and verifies (Token.Verify) compact JWS;
+// it depends on nothing but the standard library and internal/limits, so
+// guest, host tools and servers can all import it.
 //
 // # Invariants
 //
@@ -19,6 +24,9 @@
 //     claims reach the policy engine unchanged.
 //   - Key material is fetched only from https:// URLs, file:// URLs and local
 //     paths, with size bounds and the caller's HTTP client (timeouts).
+//   - Signing writes the protected header exactly as given (see Signer),
+//     and only with a header Parse accepts and an algorithm fitting the
+//     key, so that nothing signed here is refused by Verify.
 //
 // Nothing here logs; callers decide what to log and never log tokens.
 package jwt

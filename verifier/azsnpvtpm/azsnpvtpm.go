@@ -57,10 +57,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"log/slog"
 	"strconv"
 	"time"
+
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 
 	"github.com/go-trustee/go-trustee/verifier"
 	"github.com/go-trustee/go-trustee/verifier/snp"
@@ -138,28 +139,14 @@ type Evidence struct {
 // ParseEvidence decodes evidence of any version (see the package
 // documentation).
 func ParseEvidence(evidence []byte) (Evidence, error) {
-	top, err := tpmquote.ParseObject(evidence)
+	var ev Evidence
+	err := tpmquote.DecodeVersioned(evidence, "Azure vTPM SEV-SNP evidence",
+		func(top tpmquote.Fields, version int) (err error) { ev, err = parseV1(top, version); return err },
+		func(top tpmquote.Fields) (err error) { ev, err = parseV0(top); return err })
 	if err != nil {
-		return Evidence{}, fmt.Errorf("failed to deserialize Azure vTPM SEV-SNP evidence: %w", err)
+		return Evidence{}, err
 	}
-	var errs []error
-	if top.Has("version") {
-		if v, err := top.Uint32("version"); err == nil && (v == 1 || v == 2) {
-			ev, err := parseV1(top, int(v))
-			if err == nil {
-				return ev, nil
-			}
-			errs = append(errs, fmt.Errorf("as version %d: %w", v, err))
-		} else {
-			errs = append(errs, fmt.Errorf("as version 1 or 2: %w: version is not 1 or 2", verifier.ErrMalformedEvidence))
-		}
-	}
-	ev, err := parseV0(top)
-	if err == nil {
-		return ev, nil
-	}
-	errs = append(errs, fmt.Errorf("as version 0: %w", err))
-	return Evidence{}, fmt.Errorf("failed to deserialize Azure vTPM SEV-SNP evidence: %w", errors.Join(errs...))
+	return ev, nil
 }
 
 func parseV1(top tpmquote.Fields, version int) (Evidence, error) {

@@ -5,13 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 
 	"github.com/go-jose/go-jose/v4"
 

@@ -11,11 +11,13 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"math/big"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 
 	"github.com/go-trustee/go-trustee/verifier"
 )
@@ -37,13 +39,12 @@ func (k keyKind) String() string {
 
 // OIDs of the AMD KDS certificate extensions upstream checks.
 var (
-	oidHWID      = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 4}
-	oidBlSPL     = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 1}
-	oidTeeSPL    = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 2}
-	oidSnpSPL    = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 3}
-	oidUcodeSPL  = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 8}
-	oidFmcSPL    = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 9}
-	maxCertBytes = 64 << 10
+	oidHWID     = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 4}
+	oidBlSPL    = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 1}
+	oidTeeSPL   = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 2}
+	oidSnpSPL   = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 3}
+	oidUcodeSPL = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 8}
+	oidFmcSPL   = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1, 3, 9}
 )
 
 // endorsement is a verified endorsement key: its certificate chains to a
@@ -68,10 +69,6 @@ type endorsementCache struct {
 	max int
 	m   map[string]*endorsement
 }
-
-// maxCachedEndorsements bounds the memory cache (upstream's HTTP cache
-// holds 1024 responses).
-const maxCachedEndorsements = 1024
 
 func newEndorsementCache(max int) *endorsementCache {
 	return &endorsementCache{max: max, m: make(map[string]*endorsement)}
@@ -101,8 +98,8 @@ func (c *countingInt) add() { c.n.Add(1) }
 
 // parseCert parses one DER or PEM certificate, bounded in size.
 func parseCert(b []byte) (*x509.Certificate, error) {
-	if len(b) > maxCertBytes {
-		return nil, fmt.Errorf("certificate of %d bytes exceeds the limit of %d", len(b), maxCertBytes)
+	if len(b) > limits.MaxSNPCertBytes {
+		return nil, fmt.Errorf("certificate of %d bytes exceeds the limit of %d", len(b), limits.MaxSNPCertBytes)
 	}
 	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN")) {
 		blk, rest := pem.Decode(b)

@@ -2,12 +2,13 @@ package snp
 
 import (
 	"context"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 
 	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/verifier/snp/fakekds"

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"io"
 	"io/fs"
 	"net/http"
@@ -13,6 +12,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 )
 
 const (
@@ -53,15 +55,15 @@ func (g httpGetter) Get(ctx context.Context, url string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, int64(maxCertBytes)))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, int64(limits.MaxSNPCertBytes)))
 		return nil, &HTTPError{URL: url, StatusCode: resp.StatusCode, RetryAfterHeader: resp.Header.Get("Retry-After")}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(maxCertBytes)+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(limits.MaxSNPCertBytes)+1))
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: reading body: %w", url, err)
 	}
-	if len(body) > maxCertBytes {
-		return nil, fmt.Errorf("GET %s: body exceeds %d bytes", url, maxCertBytes)
+	if len(body) > limits.MaxSNPCertBytes {
+		return nil, fmt.Errorf("GET %s: body exceeds %d bytes", url, limits.MaxSNPCertBytes)
 	}
 	return body, nil
 }
@@ -204,12 +206,12 @@ func readBounded(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, int64(maxCertBytes)+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(limits.MaxSNPCertBytes)+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	if len(b) > maxCertBytes {
-		return nil, fmt.Errorf("%s exceeds %d bytes", path, maxCertBytes)
+	if len(b) > limits.MaxSNPCertBytes {
+		return nil, fmt.Errorf("%s exceeds %d bytes", path, limits.MaxSNPCertBytes)
 	}
 	return b, nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/internal/testwait"
 	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 
@@ -442,7 +443,7 @@ func TestKDSOverHTTP(t *testing.T) {
 		t.Errorf("%d requests for the VCEK", kds.RequestsFor(fakekds.GenoaVCEKPath))
 	}
 	// Oversized bodies are refused.
-	kds.Inject(fakekds.Fault{Body: make([]byte, maxCertBytes+1)})
+	kds.Inject(fakekds.Fault{Body: make([]byte, limits.MaxSNPCertBytes+1)})
 	g := NewHTTPGetter(srv.Client())
 	if _, err := g.Get(ctx, srv.URL+fakekds.GenoaVCEKPath); err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Errorf("oversized body: %v", err)

@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
-	"github.com/google/go-sev-guest/verify/trust"
 	"sync"
+
+	"github.com/google/go-sev-guest/verify/trust"
+
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 )
 
 // product is an AMD EPYC processor generation with its bundled roots.

@@ -86,11 +86,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 
 	"golang.org/x/sync/singleflight"
 
@@ -262,7 +264,7 @@ func New(cfg Config, opts Options) (*Verifier, error) {
 		log:     opts.Logger,
 		clock:   time.Now,
 		sleep:   sleepContext,
-		mem:     newEndorsementCache(maxCachedEndorsements),
+		mem:     newEndorsementCache(limits.MaxCachedEndorsements),
 	}
 	if v.getter == nil {
 		v.getter = NewHTTPGetter(opts.HTTPClient)

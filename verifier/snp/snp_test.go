@@ -6,11 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 
 	"github.com/google/go-sev-guest/verify/testdata"
 

@@ -33,12 +33,10 @@ const (
 	// SNPReportSize is the size of an SEV-SNP attestation report.
 	SNPReportSize = 1184
 	// TDReportSize is the size of a TDREPORT.
-	TDReportSize    = 1024
-	hclFixedSize    = hclHeaderSize + hwReportFieldSize + 20
-	hclAKKeyID      = "HCLAkPub"
-	hashTypeSHA256  = 1
-	maxHCLJWKs      = 64
-	maxRSAModulusSz = 2048 // bytes: RSA-16384
+	TDReportSize   = 1024
+	hclFixedSize   = hclHeaderSize + hwReportFieldSize + 20
+	hclAKKeyID     = "HCLAkPub"
+	hashTypeSHA256 = 1
 )
 
 // HCLReportType is the kind of hardware report in an HCL report.
@@ -67,7 +65,7 @@ var (
 	ErrMalformedHCLReport = fmt.Errorf("%w: HCL report", verifier.ErrMalformedEvidence)
 	// ErrVarDataBinding means the hardware report does not bind the HCL
 	// variable data (SHA-256 of it is not the start of report_data).
-	ErrVarDataBinding = errors.New("HCL variable data digest doesn't match the hardware report's report data")
+	ErrVarDataBinding = errors.New("tpmquote: HCL variable data digest doesn't match the hardware report's report data")
 )
 
 // HCLReport is a parsed HCL report.
@@ -152,8 +150,8 @@ func (r *HCLReport) AKPub() (*rsa.PublicKey, error) {
 	if err := json.Unmarshal(raw, &keys); err != nil {
 		return nil, fmt.Errorf("%w: variable data \"keys\" is not an array", ErrMalformedHCLReport)
 	}
-	if len(keys) > maxHCLJWKs {
-		return nil, fmt.Errorf("%w: %d keys in variable data, at most %d", ErrMalformedHCLReport, len(keys), maxHCLJWKs)
+	if len(keys) > limits.MaxHCLJWKs {
+		return nil, fmt.Errorf("%w: %d keys in variable data, at most %d", ErrMalformedHCLReport, len(keys), limits.MaxHCLJWKs)
 	}
 	for i, raw := range keys {
 		k, err := ParseObject(raw)
@@ -174,7 +172,7 @@ func (r *HCLReport) AKPub() (*rsa.PublicKey, error) {
 			return nil, fmt.Errorf("%w: AK (%s) is of key type %q, expected RSA", ErrUnsupportedKey, hclAKKeyID, kty)
 		}
 		n, err := k.Base64URL("n")
-		if err != nil || len(n) == 0 || len(n) > maxRSAModulusSz {
+		if err != nil || len(n) == 0 || len(n) > limits.MaxTPMRSAModulusBytes {
 			return nil, fmt.Errorf("%w: AK (%s) modulus", ErrMalformedHCLReport, hclAKKeyID)
 		}
 		e, err := k.Base64URL("e")

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -330,4 +331,35 @@ func skipSpace(s []byte) []byte {
 		s = s[1:]
 	}
 	return s
+}
+
+// DecodeVersioned is the shape both Azure vTPM evidence decoders share
+// (az-snp-vtpm, az-tdx-vtpm): the document is one JSON object; when it has
+// a "version" of 1 or 2, the versioned form is tried with parseV1; any
+// document is then tried as version 0 with parseV0, as upstream's untagged
+// serde enum does. what names the evidence in errors ("Azure vTPM TDX
+// evidence"); every failure wraps verifier.ErrMalformedEvidence as the
+// parsers' errors do, and joins the reason of each form tried.
+func DecodeVersioned(doc []byte, what string, parseV1 func(top Fields, version int) error, parseV0 func(top Fields) error) error {
+	top, err := ParseObject(doc)
+	if err != nil {
+		return fmt.Errorf("failed to deserialize %s: %w", what, err)
+	}
+	var errs []error
+	if top.Has("version") {
+		if v, err := top.Uint32("version"); err == nil && (v == 1 || v == 2) {
+			err := parseV1(top, int(v))
+			if err == nil {
+				return nil
+			}
+			errs = append(errs, fmt.Errorf("as version %d: %w", v, err))
+		} else {
+			errs = append(errs, fmt.Errorf("as version 1 or 2: %w: version is not 1 or 2", verifier.ErrMalformedEvidence))
+		}
+	}
+	if err := parseV0(top); err != nil {
+		errs = append(errs, fmt.Errorf("as version 0: %w", err))
+		return fmt.Errorf("failed to deserialize %s: %w", what, errors.Join(errs...))
+	}
+	return nil
 }

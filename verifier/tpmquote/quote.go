@@ -37,6 +37,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/verifier"
 )
 
@@ -47,12 +48,6 @@ const (
 	MaxPCRs = 24
 	// PCRSize is the size of a SHA-256 PCR value.
 	PCRSize = sha256.Size
-	// maxMessageBytes bounds a TPMS_ATTEST (the TPM's own limit is the
-	// size of TPM2B_ATTEST, well below this).
-	maxMessageBytes = 4096
-	// maxSignatureBytes bounds a signature (an RSA-16384 signature is
-	// 2048 bytes).
-	maxSignatureBytes = 2048 + 6
 )
 
 var (
@@ -61,13 +56,13 @@ var (
 	// verifier.ErrMalformedEvidence.
 	ErrMalformedQuote = fmt.Errorf("%w: TPM quote", verifier.ErrMalformedEvidence)
 	// ErrSignature means the quote is not signed by the attestation key.
-	ErrSignature = errors.New("TPM quote signature verification failed")
+	ErrSignature = errors.New("tpmquote: TPM quote signature verification failed")
 	// ErrUnsupportedKey means the attestation key or signature scheme is
 	// not RSASSA-PKCS1-v1_5 with SHA-256.
-	ErrUnsupportedKey = errors.New("unsupported TPM attestation key or signature scheme")
+	ErrUnsupportedKey = errors.New("tpmquote: unsupported TPM attestation key or signature scheme")
 	// ErrPCRDigest means the PCR values do not match the quote's
 	// pcrDigest or PCR selection.
-	ErrPCRDigest = errors.New("PCR values do not match the quote")
+	ErrPCRDigest = errors.New("tpmquote: PCR values do not match the quote")
 )
 
 // Quote is a TPM2_Quote as the attester sends it.
@@ -111,8 +106,8 @@ type Selection struct {
 // TPM (magic), is a quote, and is canonically encoded with no trailing
 // bytes.
 func ParseAttest(msg []byte) (*Attest, error) {
-	if len(msg) > maxMessageBytes {
-		return nil, fmt.Errorf("%w: TPMS_ATTEST of %d bytes exceeds %d", ErrMalformedQuote, len(msg), maxMessageBytes)
+	if len(msg) > limits.MaxTPMAttestBytes {
+		return nil, fmt.Errorf("%w: TPMS_ATTEST of %d bytes exceeds %d", ErrMalformedQuote, len(msg), limits.MaxTPMAttestBytes)
 	}
 	att, err := unmarshal[tpm2.TPMSAttest](msg)
 	if err != nil {
@@ -185,8 +180,8 @@ func unmarshal[T tpm2.Marshallable, P interface {
 // signature, which must be RSASSA with SHA-256 (as upstream, which rejects
 // every other scheme).
 func ParseSignature(b []byte) ([]byte, error) {
-	if len(b) > maxSignatureBytes {
-		return nil, fmt.Errorf("%w: TPMT_SIGNATURE of %d bytes exceeds %d", ErrMalformedQuote, len(b), maxSignatureBytes)
+	if len(b) > limits.MaxTPMSignatureBytes {
+		return nil, fmt.Errorf("%w: TPMT_SIGNATURE of %d bytes exceeds %d", ErrMalformedQuote, len(b), limits.MaxTPMSignatureBytes)
 	}
 	sig, err := unmarshal[tpm2.TPMTSignature](b)
 	if err != nil {
@@ -215,7 +210,7 @@ func VerifySignature(ak crypto.PublicKey, msg, sig []byte) error {
 	if !ok {
 		return fmt.Errorf("%w: attestation key is a %T, expected RSA", ErrUnsupportedKey, ak)
 	}
-	if len(sig) > maxSignatureBytes {
+	if len(sig) > limits.MaxTPMSignatureBytes {
 		return fmt.Errorf("%w: signature of %d bytes is too long", ErrSignature, len(sig))
 	}
 	digest := sha256.Sum256(msg)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/verifier"
 )
@@ -504,7 +505,7 @@ func TestParseAttestErrors(t *testing.T) {
 			b[i] = 2
 			return b
 		})},
-		{"oversized", make([]byte, maxMessageBytes+1)},
+		{"oversized", make([]byte, limits.MaxTPMAttestBytes+1)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/go-trustee/go-trustee/guest/attester"
 	"github.com/go-trustee/go-trustee/guest/attester/tpm"
+	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/protocol"
 )
 
@@ -38,9 +39,6 @@ const EvidenceVersion = 2
 
 // DefaultIMDSURL is the Azure instance metadata service.
 const DefaultIMDSURL = "http://169.254.169.254"
-
-// maxIMDSBytes bounds an IMDS response.
-const maxIMDSBytes = 1 << 20
 
 // Options configure New and Detect. Zero values take the documented defaults.
 type Options struct {
@@ -200,12 +198,12 @@ func Do(hc *http.Client, req *http.Request) ([]byte, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxIMDSBytes+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limits.MaxIMDSResponseBytes+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxIMDSBytes {
-		return nil, fmt.Errorf("response exceeds %d bytes", maxIMDSBytes)
+	if len(b) > limits.MaxIMDSResponseBytes {
+		return nil, fmt.Errorf("response exceeds %d bytes", limits.MaxIMDSResponseBytes)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)

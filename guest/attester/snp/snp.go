@@ -24,9 +24,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"os"
 	"path/filepath"
+
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 
 	"github.com/google/go-configfs-tsm/configfs/configfsi"
 	"github.com/google/go-configfs-tsm/configfs/linuxtsm"
@@ -50,7 +51,7 @@ const (
 	hostDataOffset = 0xC0
 	hostDataSize   = 32
 	// MaxCertTableBytes bounds the certificate table the host returns.
-	MaxCertTableBytes = 64 << 10
+	MaxCertTableBytes = limits.MaxSNPCertTableBytes
 )
 
 // Well-known certificate table GUIDs (GHCB spec) and their sev crate names.

@@ -6,13 +6,14 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
-	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	snpev "github.com/go-trustee/go-trustee/protocol/evidence/snp"
 
 	"github.com/google/go-sev-guest/abi"
 	labi "github.com/google/go-sev-guest/client/linuxabi"

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // NumPCRs is the number of SHA-256 PCRs quoted and read: 0..23.
@@ -23,7 +25,7 @@ const NumPCRs = 24
 const nvChunk = 512
 
 // MaxNVBytes bounds an NV index read (the Azure HCL report is ~2.6 KiB).
-const MaxNVBytes = 16 << 10
+const MaxNVBytes = limits.MaxTPMNVBytes
 
 // ErrNoDevice means no TPM device was found.
 var ErrNoDevice = errors.New("tpm: no TPM device")

@@ -33,17 +33,17 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/go-trustee/go-trustee/guest/attester"
+	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/protocol"
 )
 
 // Upstream's environment variables and defaults.
 const (
-	EnvDevice        = "AA_TPM_DEVICE"
-	EnvAKHandle      = "AA_TPM_AK_HANDLE"
-	DefaultAKHandle  = 0x81010002
-	ReportDataSize   = 32
-	InitDataPCR      = 8
-	maxQuoteNonceLen = 64
+	EnvDevice       = "AA_TPM_DEVICE"
+	EnvAKHandle     = "AA_TPM_AK_HANDLE"
+	DefaultAKHandle = 0x81010002
+	ReportDataSize  = 32
+	InitDataPCR     = 8
 )
 
 // Options configure New. Zero values take the documented defaults.
@@ -134,8 +134,8 @@ type Evidence struct {
 // Evidence quotes the PCRs with the report data, resized to 32 bytes, as
 // the nonce.
 func (a *Attester) Evidence(ctx context.Context, reportData []byte) (json.RawMessage, error) {
-	if len(reportData) > maxQuoteNonceLen {
-		return nil, fmt.Errorf("tpm: report data of %d bytes exceeds %d", len(reportData), maxQuoteNonceLen)
+	if len(reportData) > limits.MaxTPMQuoteNonceBytes {
+		return nil, fmt.Errorf("tpm: report data of %d bytes exceeds %d", len(reportData), limits.MaxTPMQuoteNonceBytes)
 	}
 	nonce := make([]byte, ReportDataSize)
 	copy(nonce, reportData)

@@ -57,18 +57,18 @@ import (
 // Sentinel errors. Callers match them with errors.Is.
 var (
 	// ErrPolicy: the policy (or the sigstore configuration) is malformed.
-	ErrPolicy = errors.New("invalid image security policy")
+	ErrPolicy = errors.New("signature: invalid image security policy")
 	// ErrResource: a policy, key or configuration could not be fetched.
-	ErrResource = errors.New("fetching a signature resource failed")
+	ErrResource = errors.New("signature: fetching a signature resource failed")
 	// ErrDenied: the policy denies the image (reject, or no valid
 	// signature).
-	ErrDenied = errors.New("image denied by the security policy")
+	ErrDenied = errors.New("signature: image denied by the security policy")
 	// ErrReference: the image reference or digest is malformed.
-	ErrReference = errors.New("invalid image reference")
+	ErrReference = errors.New("signature: invalid image reference")
 )
 
 // MaxKeyBytes bounds one fetched public key or keyring.
-const MaxKeyBytes = 1 << 20
+const MaxKeyBytes = limits.MaxImageKeyBytes
 
 // Getter fetches KBS resources ("kbs:///repo/type/tag"); *cdh.Hub is one.
 type Getter interface {

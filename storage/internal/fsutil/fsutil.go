@@ -34,7 +34,7 @@ const TempPrefix = ".~tmp-"
 const DefaultStaleTempAge = 15 * time.Minute
 
 // ErrTooLarge is returned by ReadFileLimit for a file over its limit.
-var ErrTooLarge = errors.New("file too large")
+var ErrTooLarge = errors.New("fsutil: file too large")
 
 // IsTemp reports whether name (a base name) is a temporary file.
 func IsTemp(name string) bool { return strings.HasPrefix(name, TempPrefix) }
