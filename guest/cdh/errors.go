@@ -12,28 +12,30 @@ import (
 )
 
 // Sentinel errors of the hub. Their texts are what a ttRPC caller (the
-// host side) sees; the wrapped details stay in the guest log.
+// host side) sees, and through api-server-rest the workload: upstream's
+// texts, so they carry no package prefix. The wrapped details stay in the
+// guest log.
 var (
 	// ErrInvalidRequest: the request is malformed (bad resource URI,
 	// keyprovider JSON or annotation packet).
-	ErrInvalidRequest = errors.New("cdh: invalid request")
+	ErrInvalidRequest = errors.New("invalid request")
 	// ErrNotFound: the KBS (or the offline files) has no such resource.
-	ErrNotFound = errors.New("cdh: resource not found")
+	ErrNotFound = errors.New("resource not found")
 	// ErrPolicyDeny: the KBS resource policy refused the resource.
 	// Re-attesting cannot change that, so it is reported at once.
-	ErrPolicyDeny = errors.New("cdh: access denied by the KBS resource policy")
+	ErrPolicyDeny = errors.New("access denied by the KBS resource policy")
 	// ErrUnauthorized: the KBS refused the attestation token even after a
 	// fresh one was obtained.
-	ErrUnauthorized = errors.New("cdh: the KBS refused the attestation token")
+	ErrUnauthorized = errors.New("the KBS refused the attestation token")
 	// ErrKBSRefused: the KBS answered with an error that is neither of the
 	// above (e.g. a plugin or storage failure on its side).
-	ErrKBSRefused = errors.New("cdh: the KBS refused the request")
+	ErrKBSRefused = errors.New("the KBS refused the request")
 	// ErrKBSUnreachable: the KBS could not be reached within the retries.
-	ErrKBSUnreachable = errors.New("cdh: KBS unreachable")
+	ErrKBSUnreachable = errors.New("KBS unreachable")
 	// ErrAttestation: no KBS token could be had from the attestation-agent.
-	ErrAttestation = errors.New("cdh: attestation failed: no KBS token from the attestation-agent")
+	ErrAttestation = errors.New("attestation failed: no KBS token from the attestation-agent")
 	// ErrUnsupported: the operation is not provided by this hub.
-	ErrUnsupported = errors.New("cdh: not supported")
+	ErrUnsupported = errors.New("not supported")
 )
 
 // Prefix of every ttRPC error message, as upstream writes it.
