@@ -64,11 +64,11 @@ const (
 	DefaultUserAgent           = "go-trustee-kbs-client/" + protocol.Version
 )
 
-// SupportedHashAlgorithms is the list the client advertises in the
-// extra-params of /kbs/v0/auth, exactly as upstream's guest does. A KBS
-// selecting sm3 is refused: it is listed for byte compatibility only, and
-// Trustee never selects it.
-var SupportedHashAlgorithms = []string{"sha256", "sha384", "sha512", "sm3"}
+// SupportedHashAlgorithms returns (a fresh copy of) the list the client
+// advertises in the extra-params of /kbs/v0/auth, exactly as upstream's
+// guest does. A KBS selecting sm3 is refused: it is listed for byte
+// compatibility only, and Trustee never selects it.
+func SupportedHashAlgorithms() []string { return []string{"sha256", "sha384", "sha512", "sm3"} }
 
 // Options configure a Client. Zero values take the documented defaults.
 type Options struct {

@@ -14,7 +14,7 @@ import (
 // authRequest builds the body of /kbs/v0/auth, byte for byte upstream's:
 // {"version":"0.4.0","tee":"<tee>","extra-params":{"supported-hash-algorithms":[...]}}.
 func authRequest(tee protocol.Tee) ([]byte, error) {
-	extra, err := json.Marshal(map[string][]string{"supported-hash-algorithms": SupportedHashAlgorithms})
+	extra, err := json.Marshal(map[string][]string{"supported-hash-algorithms": SupportedHashAlgorithms()})
 	if err != nil {
 		return nil, err
 	}
