@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/go-trustee/go-trustee/internal/clock"
 )
 
 // Azure confidential VM vTPM constants (the Azure guest attestation tools').
@@ -105,7 +107,7 @@ func (v *AzureVTPM) HCLReportWithData(ctx context.Context, reportData []byte) ([
 	if d > 0 {
 		sleep := v.Sleep
 		if sleep == nil {
-			sleep = sleepCtx
+			sleep = clock.Sleep
 		}
 		if err := sleep(ctx, d); err != nil {
 			return nil, err
@@ -126,15 +128,4 @@ func (v *AzureVTPM) Quote(ctx context.Context, reportData []byte) (*Quote, []byt
 		return nil, nil, fmt.Errorf("tpm: vTPM quote is not RSASSA-signed (algorithm %#x)", q.Signature.SigAlg)
 	}
 	return q, rs.Sig.Buffer, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
