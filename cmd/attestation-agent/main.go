@@ -35,6 +35,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/logging"
+
 	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/aael"
 	"github.com/go-trustee/go-trustee/guest/attester/detect"
@@ -90,16 +92,14 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	return f, fs.Parse(args)
 }
 
+// levelOf reads the log level as every command does (internal/logging);
+// the agent falls back to info on an unknown name, as before.
 func levelOf(s string) slog.Level {
-	switch strings.ToLower(s) {
-	case "trace", "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error", "off":
-		return slog.LevelError
+	l, err := logging.ParseLevel(s)
+	if err != nil {
+		return slog.LevelInfo
 	}
-	return slog.LevelInfo
+	return l
 }
 
 // run is the agent's life: configuration, detection, init-data binding,

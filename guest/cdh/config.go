@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/go-trustee/go-trustee/internal/logging"
+
 	"github.com/BurntSushi/toml"
 
 	"github.com/go-trustee/go-trustee/client"
@@ -309,23 +311,10 @@ func CertPool(pemText string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// ParseLogLevel maps upstream's level names to slog levels; trace is below
+// ParseLogLevel maps upstream's level names to slog levels (one parser for
+// every command: internal/logging.ParseLevel); trace is below
 // debug.
-func ParseLogLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "trace":
-		return slog.LevelDebug - 4, nil
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info", "":
-		return slog.LevelInfo, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("unknown log level %q", s)
-}
+func ParseLogLevel(s string) (slog.Level, error) { return logging.ParseLevel(s) }
 
 // DefaultConfig is the configuration without -c: the KBC comes from the
 // AA_KBC_PARAMS environment variable, else from the kernel command line
