@@ -35,12 +35,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-trustee/go-trustee/internal/logging"
-
 	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/aael"
 	"github.com/go-trustee/go-trustee/guest/attester/detect"
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/internal/logging"
 )
 
 func main() {

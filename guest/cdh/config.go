@@ -15,13 +15,12 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/go-trustee/go-trustee/internal/logging"
-
 	"github.com/BurntSushi/toml"
 
 	"github.com/go-trustee/go-trustee/client"
 	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/internal/logging"
 )
 
 // Defaults of the configuration, as upstream's ttRPC build has them.
