@@ -8,8 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/go-trustee/go-trustee/internal/jsonlimit"
 	"github.com/go-trustee/go-trustee/internal/limits"
-	"github.com/go-trustee/go-trustee/token/jwt"
 )
 
 // Authorization modes of the current (v0.21+) configuration.
@@ -177,7 +177,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	if len(b) > limits.MaxConfigBytes {
 		return fmt.Errorf("%w: [admin] exceeds %d bytes", ErrInvalidConfig, limits.MaxConfigBytes)
 	}
-	if err := jwt.CheckDepth(b, limits.MaxJSONDepth); err != nil {
+	if err := jsonlimit.Check(b, limits.MaxJSONDepth); err != nil {
 		return fmt.Errorf("%w: [admin]: %v", ErrInvalidConfig, err)
 	}
 	var members map[string]json.RawMessage

@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/protocol"
+	"github.com/go-trustee/go-trustee/protocol/initdata"
 	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/storage/memory"
 	"github.com/go-trustee/go-trustee/storage/storagetest"
@@ -505,7 +507,7 @@ func TestParseInitDataErrors(t *testing.T) {
 		"sm3":               "version = \"0.1.0\"\nalgorithm = \"sm3\"\n[data]\n",
 		"data not strings":  "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\nx = 1\n",
 		"version not str":   "version = 1\nalgorithm = \"sha256\"\n[data]\n",
-		"too large":         "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\nx = \"" + strings.Repeat("a", MaxInitDataBytes) + "\"\n",
+		"too large":         "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\nx = \"" + strings.Repeat("a", limits.MaxInitDataBytes) + "\"\n",
 	}
 	for name, doc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -1062,10 +1064,10 @@ func TestTOMLShape(t *testing.T) {
 		head + "d = \"" + strings.Repeat("[.", 1000) + "\"\n",
 	}
 	for i, doc := range accepted {
-		if err := checkTOMLShape(doc); err != nil {
+		if err := initdata.CheckTOMLShape(doc); err != nil {
 			t.Errorf("doc %d: %v", i, err)
 		}
-		if _, err := ParseInitData(doc); err != nil {
+		if _, err := initdata.Parse([]byte(doc)); err != nil {
 			t.Errorf("doc %d: %v", i, err)
 		}
 	}

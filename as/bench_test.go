@@ -11,6 +11,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/go-trustee/go-trustee/internal/jsonlimit"
 	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
@@ -37,8 +38,8 @@ func FuzzInitData(f *testing.F) {
 		if err != nil {
 			t.Fatalf("claims do not encode: %v", err)
 		}
-		if jsonDepth(b) > limits.MaxJSONDepth+2 {
-			t.Fatalf("claims nested %d deep", jsonDepth(b))
+		if jsonlimit.Depth(b) > limits.MaxJSONDepth+2 {
+			t.Fatalf("claims nested %d deep", jsonlimit.Depth(b))
 		}
 		if _, err := ast.ValueFromReader(bytes.NewReader(b)); err != nil {
 			t.Fatalf("claims are not a policy input: %v", err)

@@ -44,7 +44,7 @@
 //     ephemeral key is generated; a KBS can then only accept the tokens
 //     with insecure_header_jwk.
 //   - Every input from the network is size-bounded before it is parsed:
-//     evidence (limits.MaxEvidenceBytes), init-data (MaxInitDataBytes),
+//     evidence (limits.MaxEvidenceBytes), init-data (limits.MaxInitDataBytes),
 //     policies (limits.MaxPolicyBytes), JSON nesting (limits.MaxJSONDepth),
 //     REST bodies (MaxRequestBytes).
 //

@@ -16,6 +16,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/go-trustee/go-trustee/internal/jsonlimit"
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/rvps"
@@ -403,7 +404,7 @@ func ExpectedReportData(rd *RuntimeData, h protocol.HashAlgorithm) ([]byte, any,
 		}
 		return rd.Raw, nil, nil
 	}
-	if len(rd.Structured) > limits.MaxEvidenceBytes || jsonDepth(rd.Structured) > limits.MaxJSONDepth {
+	if len(rd.Structured) > limits.MaxEvidenceBytes || jsonlimit.Depth(rd.Structured) > limits.MaxJSONDepth {
 		return nil, nil, fmt.Errorf("%w: structured runtime data too large or too deeply nested", ErrInvalidRequest)
 	}
 	if h == "" {
@@ -480,7 +481,7 @@ func (s *Service) appraise(ctx context.Context, tc teeClaims, policyID string) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: encoding claims: %v", ErrVerification, err)
 	}
-	if d := jsonDepth(evJSON); d > limits.MaxJSONDepth {
+	if d := jsonlimit.Depth(evJSON); d > limits.MaxJSONDepth {
 		return nil, fmt.Errorf("%w: claims nested %d deep exceed the limit of %d", ErrInvalidRequest, d, limits.MaxJSONDepth)
 	}
 	input, err := ast.ValueFromReader(bytes.NewReader(evJSON))

@@ -40,6 +40,7 @@ import (
 	"github.com/go-trustee/go-trustee/guest/attester/detect"
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/internal/logging"
+	"github.com/go-trustee/go-trustee/protocol/initdata"
 )
 
 func main() {
@@ -209,14 +210,15 @@ func initData(f flags) (toml string, digest []byte, err error) {
 			return "", nil, fmt.Errorf("reading init-data: %w", err)
 		}
 		defer fh.Close()
-		b, err := io.ReadAll(io.LimitReader(fh, limits.MaxConfigBytes+1))
+		b, err := io.ReadAll(io.LimitReader(fh, limits.MaxInitDataBytes+1))
 		if err != nil {
 			return "", nil, fmt.Errorf("reading init-data: %w", err)
 		}
-		if _, digest, err = aa.ParseInitData(b); err != nil {
+		doc, err := initdata.Parse(b)
+		if err != nil {
 			return "", nil, fmt.Errorf("%s: %w", f.initTOML, err)
 		}
-		return string(b), digest, nil
+		return string(b), doc.Digest, nil
 	case f.initDigest != "":
 		d, err := base64.StdEncoding.DecodeString(f.initDigest)
 		if err != nil || len(d) == 0 || len(d) > 64 {

@@ -1,9 +1,6 @@
 package aa
 
 import (
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -135,46 +132,6 @@ func TestKBCParams(t *testing.T) {
 	if k, _ := KBCParams(func(string) string { return "" }, filepath.Join(dir, "nope")); k != nil {
 		t.Error("unreadable cmdline configured a KBS")
 	}
-}
-
-func TestParseInitData(t *testing.T) {
-	doc := "algorithm = \"sha384\"\nversion = \"0.1.0\"\n\n[data]\n\"aa.toml\" = '''\n[token_configs.kbs]\nurl = \"http://kbs\"\n'''\n\"policy.rego\" = \"package agent_policy\"\n"
-	d, digest, err := ParseInitData([]byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := sha512.Sum384([]byte(doc))
-	if hex.EncodeToString(digest) != hex.EncodeToString(want[:]) || d.Version != "0.1.0" || !strings.Contains(d.Data["aa.toml"], "kbs") {
-		t.Fatalf("%+v %x", d, digest)
-	}
-	s256 := strings.Replace(doc, "sha384", "sha256", 1)
-	_, digest, _ = ParseInitData([]byte(s256))
-	if w := sha256.Sum256([]byte(s256)); hex.EncodeToString(digest) != hex.EncodeToString(w[:]) {
-		t.Error("sha256 digest")
-	}
-	for _, bad := range []string{
-		"version = \"0.1.0\"\n[data]\n",                          // no algorithm
-		"algorithm = \"sha-384\"\nversion = \"0.1.0\"\n[data]\n", // IANA name
-		"algorithm = \"sm3\"\nversion = \"0.1.0\"\n[data]\n",
-		"algorithm = \"sha256\"\nversion = \"0.1.0\"\n",                // no data
-		"algorithm = \"sha256\"\nversion = \"0.1.0\"\n[data]\nx = 1\n", // non-string value
-		"not toml [",
-	} {
-		if _, _, err := ParseInitData([]byte(bad)); !errors.Is(err, ErrInvalidInitData) {
-			t.Errorf("%q: err = %v", bad, err)
-		}
-	}
-}
-
-func FuzzParseInitData(f *testing.F) {
-	f.Add([]byte("algorithm = \"sha256\"\nversion = \"0.1.0\"\n[data]\nk = \"v\"\n"))
-	f.Add([]byte("[data]"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		d, digest, err := ParseInitData(b)
-		if err == nil && (d == nil || len(digest) < 32) {
-			t.Fatal("success without init-data or digest")
-		}
-	})
 }
 
 func FuzzDecodeConfig(f *testing.F) {

@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"strings"
 
+	"github.com/go-trustee/go-trustee/internal/jsonlimit"
 	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
@@ -48,7 +49,7 @@ type rawJWK struct {
 
 // ParseJWK decodes one public JWK (EC P-256/P-384/P-521, RSA, OKP Ed25519).
 func ParseJWK(b []byte) (*JWK, error) {
-	if err := CheckDepth(b, limits.MaxJSONDepth); err != nil {
+	if err := jsonlimit.Check(b, limits.MaxJSONDepth); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidKey, err)
 	}
 	var r rawJWK
@@ -201,7 +202,7 @@ func rsaKey(ns, es string) (*rsa.PublicKey, error) {
 // (symmetric, unsupported curve, malformed) are skipped and reported in
 // skipped, so that one exotic key does not disable a provider's set.
 func ParseJWKSet(b []byte) (keys []*JWK, skipped []error, err error) {
-	if err := CheckDepth(b, limits.MaxJSONDepth); err != nil {
+	if err := jsonlimit.Check(b, limits.MaxJSONDepth); err != nil {
 		return nil, nil, fmt.Errorf("%w: JWK set: %v", ErrInvalidKey, err)
 	}
 	var set struct {

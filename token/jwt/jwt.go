@@ -51,6 +51,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/jsonlimit"
 	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
@@ -202,7 +203,7 @@ func parseHeader(b []byte) (Header, error) {
 // decodeObject decodes a JSON object into its members, rejecting duplicate
 // names, trailing data and nesting deeper than limits.MaxJSONDepth.
 func decodeObject(b []byte) (map[string]json.RawMessage, error) {
-	if err := CheckDepth(b, limits.MaxJSONDepth); err != nil {
+	if err := jsonlimit.Check(b, limits.MaxJSONDepth); err != nil {
 		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -241,38 +242,6 @@ func decodeObject(b []byte) (map[string]json.RawMessage, error) {
 	return out, nil
 }
 
-// CheckDepth reports an error when the JSON text b nests arrays and objects
-// deeper than max. It does not validate the JSON otherwise.
-func CheckDepth(b []byte, max int) error {
-	depth := 0
-	inStr, esc := false, false
-	for _, c := range b {
-		if inStr {
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inStr = true
-		case '{', '[':
-			depth++
-			if depth > max {
-				return fmt.Errorf("JSON nesting exceeds %d levels", max)
-			}
-		case '}', ']':
-			depth--
-		}
-	}
-	return nil
-}
-
 // Verify checks the signature with key using alg, the algorithm the caller
 // trusts for that key. The header "alg" must equal alg.
 func (t *Token) Verify(key crypto.PublicKey, alg string) error {
@@ -294,7 +263,7 @@ func (t *Token) Claims() (map[string]any, error) {
 // DecodeClaims decodes a JWT claims set: a JSON object, depth-bounded,
 // numbers as json.Number.
 func DecodeClaims(b []byte) (map[string]any, error) {
-	if err := CheckDepth(b, limits.MaxJSONDepth); err != nil {
+	if err := jsonlimit.Check(b, limits.MaxJSONDepth); err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
