@@ -7,10 +7,12 @@
 // org.opencontainers.image.enc.keys.provider.attestation-agent annotation
 // packet (v1 or v2, see ParseAnnotationPacket).
 //
-// The package registers an in-process ocicrypt key wrapper for the scheme
-// "provider.attestation-agent" (no keyprovider RPC). A key provider
-// configured through OCICRYPT_KEYPROVIDER_CONFIG for "attestation-agent"
-// is kept as the fallback for callers that do not go through this package.
+// The package wraps and unwraps in process (no keyprovider RPC) and
+// registers nothing in ocicrypt's process-wide key wrapper registry: it uses
+// ocicrypt's block cipher directly and reads and writes the two annotations
+// itself, so a process may hold any number of decrypters with different
+// KeySources. An ocicrypt user in the same process keeps whatever
+// OCICRYPT_KEYPROVIDER_CONFIG configured for "attestation-agent".
 //
 // Invariants:
 //   - Decrypt streams: memory use does not depend on the layer size. The

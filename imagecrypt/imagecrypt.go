@@ -12,8 +12,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/containers/ocicrypt"
-	"github.com/containers/ocicrypt/config"
+	"github.com/containers/ocicrypt/blockcipher"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -175,24 +174,27 @@ func ParsePubOpts(b64 string) (*PubOpts, error) {
 }
 
 // UnwrapOptions returns the layer key options (ocicrypt private options
-// JSON) of desc, unwrapped through the registered ocicrypt key wrapper
-// with KEKs from the decrypter's KeySource. The caller must clear them.
+// JSON) of desc: the first packet of its keys annotation (ocicrypt's
+// comma-separated base64 packets) that opens with a KEK from the
+// decrypter's KeySource. The caller must clear them.
 func (d *LayerDecrypter) UnwrapOptions(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
 	if err := checkDescriptor(desc); err != nil {
 		return nil, err
 	}
-	s := &session{ctx: ctx, keys: d.keys}
-	h := register(s)
-	defer unregister(h)
-	dc := &config.DecryptConfig{Parameters: map[string][][]byte{ProviderName: {[]byte(h)}}}
-	_, _, err := ocicrypt.DecryptLayer(dc, nil, desc, true)
-	if err != nil {
-		return nil, s.failure(err)
+	var errs []error
+	for _, b64 := range strings.Split(desc.Annotations[AnnotationKeys], ",") {
+		packet, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: a keys annotation packet is not base64", ErrInvalidAnnotation)
+		}
+		opts, err := UnwrapPacket(ctx, d.keys, packet)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return opts, nil
 	}
-	if s.opts == nil {
-		return nil, fmt.Errorf("%w: no annotation packet could be unwrapped", ErrUnwrap)
-	}
-	return s.opts, nil
+	return nil, errors.Join(errs...)
 }
 
 // Decrypt returns the plaintext of the encrypted layer desc read from r.
@@ -422,36 +424,56 @@ func UnwrapPacket(ctx context.Context, keys KeySource, packet []byte) ([]byte, e
 // the encrypted stream was read to EOF.
 type Finalizer func() (map[string]string, error)
 
-// EncryptLayer encrypts the plain layer r (descriptor desc) with a fresh
-// layer key through ocicrypt, wrapping the key options with wrap. Read the
-// returned stream to EOF, then call the Finalizer for the annotations
-// (keys packet and pubopts) of the encrypted descriptor.
+// EncryptLayer encrypts the plain layer r (descriptor desc) under a fresh
+// layer key with ocicrypt's block cipher, wrapping the key options with
+// wrap. Read the returned stream to EOF, then call the Finalizer for the
+// annotations (keys packet and pubopts) of the encrypted descriptor.
 func EncryptLayer(wrap WrapFunc, desc ocispec.Descriptor, r io.Reader) (io.Reader, Finalizer, error) {
 	if wrap == nil {
 		return nil, nil, errors.New("encrypting a layer: no wrap function")
 	}
-	h := newHandle()
-	ec := &config.EncryptConfig{Parameters: map[string][][]byte{ProviderName: {[]byte(h)}}}
-	// Only our annotation must steer ocicrypt: a layer already carrying
+	// Only our annotation may be present: a layer already carrying
 	// encryption annotations is refused rather than re-wrapped.
 	for k := range desc.Annotations {
 		if strings.HasPrefix(k, "org.opencontainers.image.enc.") {
 			return nil, nil, fmt.Errorf("encrypting a layer: %s is already encrypted", desc.Digest)
 		}
 	}
-	enc, fin, err := ocicrypt.EncryptLayer(ec, r, desc)
+	// ocicrypt's block cipher does the layer encryption; the annotations are
+	// assembled here as ocicrypt.EncryptLayer would (one base64 packet of
+	// the wrapped private options, base64 JSON public options), so no key
+	// wrapper has to be registered in ocicrypt's process-wide registry.
+	lbch, err := blockcipher.NewLayerBlockCipherHandler()
+	if err != nil {
+		return nil, nil, fmt.Errorf("encrypting a layer: %w", err)
+	}
+	enc, fin, err := lbch.Encrypt(r, blockcipher.AES256CTR)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encrypting a layer: %w", err)
 	}
 	return enc, func() (map[string]string, error) {
-		s := &session{wrap: wrap}
-		registerAs(h, s)
-		defer unregister(h)
-		a, err := fin()
+		opts, err := fin()
 		if err != nil {
-			return nil, fmt.Errorf("finalizing an encrypted layer: %w", s.failure(err))
+			return nil, fmt.Errorf("finalizing an encrypted layer: %w", err)
 		}
-		return a, nil
+		opts.Private.Digest = desc.Digest
+		priv, err := json.Marshal(opts.Private)
+		if err != nil {
+			return nil, fmt.Errorf("finalizing an encrypted layer: %w", err)
+		}
+		defer clear(priv)
+		pub, err := json.Marshal(opts.Public)
+		if err != nil {
+			return nil, fmt.Errorf("finalizing an encrypted layer: %w", err)
+		}
+		packet, err := wrap(priv)
+		if err != nil {
+			return nil, fmt.Errorf("finalizing an encrypted layer: %w", err)
+		}
+		return map[string]string{
+			AnnotationKeys:    base64.StdEncoding.EncodeToString(packet),
+			AnnotationPubOpts: base64.StdEncoding.EncodeToString(pub),
+		}, nil
 	}, nil
 }
 

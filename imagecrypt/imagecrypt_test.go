@@ -11,8 +11,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/containers/ocicrypt"
-	"github.com/containers/ocicrypt/config"
+	"github.com/containers/ocicrypt/blockcipher"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -414,14 +413,30 @@ func tamperPacket(t testing.TB, b64 string) string {
 	return base64.StdEncoding.EncodeToString(out)
 }
 
-// ocicryptDecrypt decrypts with ocicrypt's own reader (through the
-// registered key wrapper), the reference the fast stream must match.
+// ocicryptDecrypt decrypts with ocicrypt's own block cipher reader, the
+// reference the fast stream must match, given the options UnwrapOptions
+// opened.
 func ocicryptDecrypt(t testing.TB, keys KeySource, desc ocispec.Descriptor, enc []byte) ([]byte, error) {
-	s := &session{ctx: context.Background(), keys: keys}
-	h := register(s)
-	defer unregister(h)
-	dc := &config.DecryptConfig{Parameters: map[string][][]byte{ProviderName: {[]byte(h)}}}
-	r, _, err := ocicrypt.DecryptLayer(dc, bytes.NewReader(enc), desc, false)
+	priv, err := NewLayerDecrypter(keys).UnwrapOptions(context.Background(), desc)
+	if err != nil {
+		return nil, err
+	}
+	var opts blockcipher.LayerBlockCipherOptions
+	if err := json.Unmarshal(priv, &opts.Private); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := base64.StdEncoding.DecodeString(desc.Annotations[AnnotationPubOpts])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(pub, &opts.Public); err != nil {
+		t.Fatal(err)
+	}
+	lbch, err := blockcipher.NewLayerBlockCipherHandler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := lbch.Decrypt(bytes.NewReader(enc), opts)
 	if err != nil {
 		return nil, err
 	}

@@ -12,11 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/go-trustee/go-trustee/client"
 	"github.com/go-trustee/go-trustee/imagecrypt/keyprovider"
 	"github.com/go-trustee/go-trustee/sealedsecret"
 	"github.com/go-trustee/go-trustee/token/jwt"
-	"github.com/google/uuid"
 )
 
 // MaxKeyProviderInput bounds a keyprovider request JSON

@@ -78,8 +78,8 @@ func TestVCEKURL(t *testing.T) {
 		rep  *snpev.Report
 		want string
 	}{
-		{"milan test-report.bin", "Milan", milanRep, fakekds.MilanVCEKPath},
-		{"genoa evidence", "Genoa", &ev.Report, fakekds.GenoaVCEKPath},
+		{"milan test-report.bin", "Milan", milanRep, fakekds.MilanVCEKPath()},
+		{"genoa evidence", "Genoa", &ev.Report, fakekds.GenoaVCEKPath()},
 		{"turin", "Turin", &turin, turinPath},
 	}
 	for _, tc := range tests {
@@ -96,8 +96,8 @@ func TestVCEKURL(t *testing.T) {
 	if want := "/vcek/v1/Turin/deadbeef01020304?fmcSPL=07&blSPL=10&teeSPL=00&snpSPL=23&ucodeSPL=25"; turinPath != want {
 		t.Errorf("turin path %s, want %s", turinPath, want)
 	}
-	if want := "/vcek/v1/Genoa/" + hex.EncodeToString(ev.Report.ChipID[:]) + "?blSPL=10&teeSPL=00&snpSPL=23&ucodeSPL=25"; fakekds.GenoaVCEKPath != want {
-		t.Errorf("genoa path %s, want %s", fakekds.GenoaVCEKPath, want)
+	if want := "/vcek/v1/Genoa/" + hex.EncodeToString(ev.Report.ChipID[:]) + "?blSPL=10&teeSPL=00&snpSPL=23&ucodeSPL=25"; fakekds.GenoaVCEKPath() != want {
+		t.Errorf("genoa path %s, want %s", fakekds.GenoaVCEKPath(), want)
 	}
 	turin.ReportedTCB.FMC = nil
 	if _, err := vcekURL(DefaultKDSURL, mustProduct(t, "Turin"), &turin); err == nil {
@@ -187,7 +187,7 @@ func TestKDSCaching(t *testing.T) {
 				t.Errorf("claims %v", res[0].Claims)
 			}
 		}
-		if n := kds.Requests(); n != 1 || kds.RequestsFor(fakekds.GenoaVCEKPath) != 1 {
+		if n := kds.Requests(); n != 1 || kds.RequestsFor(fakekds.GenoaVCEKPath()) != 1 {
 			t.Fatalf("%d KDS requests, want 1 for the VCEK", n)
 		}
 	})
@@ -311,7 +311,7 @@ func TestKDSCaching(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if kds.RequestsFor(fakekds.MilanVCEKPath) != 1 || kds.RequestsFor(gsgPath) != 1 || kds.Requests() != 2 {
+		if kds.RequestsFor(fakekds.MilanVCEKPath()) != 1 || kds.RequestsFor(gsgPath) != 1 || kds.Requests() != 2 {
 			t.Fatalf("requests: %d", kds.Requests())
 		}
 	})
@@ -439,13 +439,13 @@ func TestKDSOverHTTP(t *testing.T) {
 	if got := s.got(); !reflect.DeepEqual(got, []time.Duration{3 * time.Second}) {
 		t.Errorf("waited %v", got)
 	}
-	if kds.RequestsFor(fakekds.GenoaVCEKPath) != 2 {
-		t.Errorf("%d requests for the VCEK", kds.RequestsFor(fakekds.GenoaVCEKPath))
+	if kds.RequestsFor(fakekds.GenoaVCEKPath()) != 2 {
+		t.Errorf("%d requests for the VCEK", kds.RequestsFor(fakekds.GenoaVCEKPath()))
 	}
 	// Oversized bodies are refused.
 	kds.Inject(fakekds.Fault{Body: make([]byte, limits.MaxSNPCertBytes+1)})
 	g := NewHTTPGetter(srv.Client())
-	if _, err := g.Get(ctx, srv.URL+fakekds.GenoaVCEKPath); err == nil || !strings.Contains(err.Error(), "exceeds") {
+	if _, err := g.Get(ctx, srv.URL+fakekds.GenoaVCEKPath()); err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Errorf("oversized body: %v", err)
 	}
 	_, err := g.Get(ctx, srv.URL+"/nowhere")

@@ -74,7 +74,7 @@ func evidence(quote, eventLog []byte) []byte {
 const quote4ReportData = "7c71fe2c86eff65a7cf8dbc22b3275689fd0464a267baced1bf94fc1324656aeb755da3d44d098c0c87382f3a5f85b45c8a28fee1d3bdb38342bf96671501429"
 
 // wantSupplemental are the verification claims of tdx_quote_4.dat against
-// the recorded collateral at fakepcs.ValidAt.
+// the recorded collateral at fakepcs.ValidAt().
 var wantSupplemental = map[string]any{
 	"tcb_status":                   "UpToDate",
 	"collateral_expiration_status": "0",
@@ -110,7 +110,7 @@ func jsonOf(t testing.TB, v any) map[string]any {
 
 func TestVerifyQuote4EndToEnd(t *testing.T) {
 	pcs := fakepcs.New()
-	v := newVerifier(t, pcs, fakepcs.ValidAt, nil)
+	v := newVerifier(t, pcs, fakepcs.ValidAt(), nil)
 	claims, err := v.VerifyQuote(context.Background(), vector(t, "tdx_quote_4.dat"))
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +158,7 @@ func TestEvaluate(t *testing.T) {
 		{name: "event log not a string", ev: []byte(`{"quote":"AAAA","cc_eventlog":1}`), wantErr: verifier.ErrMalformedEvidence},
 		{name: "too large", ev: []byte(`{"quote":"` + strings.Repeat("A", limits.MaxEvidenceBytes) + `"}`), wantErr: verifier.ErrMalformedEvidence},
 	}
-	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt, nil)
+	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt(), nil)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := v.Evaluate(context.Background(), tc.ev, tc.exp)
@@ -228,7 +228,7 @@ func TestTamperedQuote(t *testing.T) {
 		{"version", 0, verifier.ErrMalformedEvidence},
 		{"TEE type", 4, tdx.ErrUnsupportedQuote},
 	}
-	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt, nil)
+	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt(), nil)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			q := vector(t, "tdx_quote_4.dat")
@@ -247,7 +247,7 @@ func TestTamperedQuote(t *testing.T) {
 
 func TestTruncatedQuote(t *testing.T) {
 	q := vector(t, "tdx_quote_4.dat")
-	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt, nil)
+	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt(), nil)
 	// Every cut inside the signature data or before it fails to parse.
 	for _, n := range []int{0, 47, 48, 100, 632, 635, 636, 700, 1000, 2000, 4000, len(q) - 1} {
 		_, err := v.VerifyQuote(context.Background(), q[:n])
@@ -259,7 +259,7 @@ func TestTruncatedQuote(t *testing.T) {
 
 func TestWrongRoot(t *testing.T) {
 	root := selfSigned(t)
-	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt, func(_ *tdx.Config, o *tdx.Options) { o.TrustedRoot = root })
+	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt(), func(_ *tdx.Config, o *tdx.Options) { o.TrustedRoot = root })
 	_, err := v.VerifyQuote(context.Background(), vector(t, "tdx_quote_4.dat"))
 	if !errors.Is(err, tdx.ErrUntrustedRoot) || !errors.Is(err, tdx.ErrQuoteVerification) {
 		t.Fatalf("VerifyQuote = %v, want ErrUntrustedRoot", err)
@@ -323,7 +323,7 @@ func TestExpiredCollateral(t *testing.T) {
 // TestTCBNotSupported uses go-tdx-guest's real sample quote, whose TDX TCB
 // SVN (3,0,4) is below every level of the recorded TCB info.
 func TestTCBNotSupported(t *testing.T) {
-	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt, nil)
+	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt(), nil)
 	_, err := v.VerifyQuote(context.Background(), testdata.RawQuote)
 	if !errors.Is(err, tdx.ErrTCBStatus) {
 		t.Fatalf("VerifyQuote = %v, want ErrTCBStatus", err)
@@ -335,7 +335,7 @@ func TestTCBNotSupported(t *testing.T) {
 // but its collateral is not found.
 func TestQuote5WithoutCollateral(t *testing.T) {
 	pcs := fakepcs.New()
-	v := newVerifier(t, pcs, fakepcs.ValidAt, nil)
+	v := newVerifier(t, pcs, fakepcs.ValidAt(), nil)
 	_, err := v.VerifyQuote(context.Background(), vector(t, "tdx_quote_5.dat"))
 	var se *tdx.StatusError
 	if !errors.Is(err, tdx.ErrCollateral) || !errors.As(err, &se) || se.StatusCode != http.StatusNotFound {
@@ -383,7 +383,7 @@ func TestCollateralURLs(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recorder{Getter: fakepcs.New()}
-			v := newVerifier(t, nil, fakepcs.ValidAt, func(c *tdx.Config, o *tdx.Options) {
+			v := newVerifier(t, nil, fakepcs.ValidAt(), func(c *tdx.Config, o *tdx.Options) {
 				c.CollateralService, c.TCBUpdateType, o.Getter = tc.service, tc.update, rec
 			})
 			if _, err := v.VerifyQuote(context.Background(), vector(t, "tdx_quote_4.dat")); err != nil {
@@ -403,7 +403,7 @@ func TestOverHTTP(t *testing.T) {
 	pcs := fakepcs.New()
 	srv := httptest.NewServer(pcs)
 	defer srv.Close()
-	v := newVerifier(t, nil, fakepcs.ValidAt, func(c *tdx.Config, o *tdx.Options) {
+	v := newVerifier(t, nil, fakepcs.ValidAt(), func(c *tdx.Config, o *tdx.Options) {
 		c.CollateralService = srv.URL + "/sgx/certification/v4/"
 		o.Getter = tdx.NewHTTPGetter(srv.Client())
 	})
@@ -415,7 +415,7 @@ func TestOverHTTP(t *testing.T) {
 	}
 	// HTTP errors come back as StatusError.
 	pcs.Inject(fakepcs.RouteTCBInfo, fakepcs.FaultTooManyRequests, 1)
-	v2 := newVerifier(t, nil, fakepcs.ValidAt, func(c *tdx.Config, o *tdx.Options) {
+	v2 := newVerifier(t, nil, fakepcs.ValidAt(), func(c *tdx.Config, o *tdx.Options) {
 		c.CollateralService = srv.URL
 		o.Getter = tdx.NewHTTPGetter(srv.Client())
 	})
@@ -432,7 +432,7 @@ func TestOfflineCollateralFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, update := range []string{"early", "standard"} {
-		v := newVerifier(t, nil, fakepcs.ValidAt, func(c *tdx.Config, _ *tdx.Options) {
+		v := newVerifier(t, nil, fakepcs.ValidAt(), func(c *tdx.Config, _ *tdx.Options) {
 			c.CollateralService, c.TCBUpdateType = "file://"+path, update
 		})
 		claims, err := v.VerifyQuote(context.Background(), vector(t, "tdx_quote_4.dat"))
@@ -444,7 +444,7 @@ func TestOfflineCollateralFile(t *testing.T) {
 		}
 	}
 	// The file is re-read when it changes: a file without the FMSPC fails.
-	v := newVerifier(t, nil, fakepcs.ValidAt, func(c *tdx.Config, _ *tdx.Options) { c.CollateralService = "file://" + path })
+	v := newVerifier(t, nil, fakepcs.ValidAt(), func(c *tdx.Config, _ *tdx.Options) { c.CollateralService = "file://" + path })
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -479,7 +479,7 @@ func TestCollateralFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pcs := fakepcs.New()
 			pcs.Inject(tc.route, tc.fault, 1)
-			v := newVerifier(t, pcs, fakepcs.ValidAt, nil)
+			v := newVerifier(t, pcs, fakepcs.ValidAt(), nil)
 			_, err := v.VerifyQuote(context.Background(), vector(t, "tdx_quote_4.dat"))
 			if !errors.Is(err, tdx.ErrCollateral) {
 				t.Fatalf("VerifyQuote = %v, want ErrCollateral", err)
@@ -505,7 +505,7 @@ func TestCollateralFaults(t *testing.T) {
 
 func TestCacheCountsAndCoalescing(t *testing.T) {
 	pcs := fakepcs.New()
-	v := newVerifier(t, pcs, fakepcs.ValidAt, nil)
+	v := newVerifier(t, pcs, fakepcs.ValidAt(), nil)
 	quote := vector(t, "tdx_quote_4.dat")
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -542,7 +542,7 @@ func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 func TestCacheRefreshAndStaleFallback(t *testing.T) {
 	pcs := fakepcs.New()
-	clk := &clock{t: fakepcs.ValidAt}
+	clk := &clock{t: fakepcs.ValidAt()}
 	v, err := tdx.New(tdx.Config{}, tdx.Options{Getter: pcs, Now: clk.now, CacheMaxAge: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -557,13 +557,13 @@ func TestCacheRefreshAndStaleFallback(t *testing.T) {
 		return c
 	}
 	verify()
-	clk.set(fakepcs.ValidAt.Add(59 * time.Minute))
+	clk.set(fakepcs.ValidAt().Add(59 * time.Minute))
 	verify()
 	if pcs.Total() != 4 {
 		t.Fatalf("%d requests within the max age, want 4", pcs.Total())
 	}
 	// Past the max age everything is fetched again.
-	clk.set(fakepcs.ValidAt.Add(61 * time.Minute))
+	clk.set(fakepcs.ValidAt().Add(61 * time.Minute))
 	verify()
 	if pcs.Total() != 8 {
 		t.Fatalf("%d requests after the max age, want 8", pcs.Total())
@@ -571,7 +571,7 @@ func TestCacheRefreshAndStaleFallback(t *testing.T) {
 	// When the refresh fails, the cached collateral is still used, and the
 	// next attempt waits for the backoff.
 	pcs.Inject(fakepcs.RouteTCBInfo, fakepcs.FaultTooManyRequests, -1)
-	clk.set(fakepcs.ValidAt.Add(3 * time.Hour))
+	clk.set(fakepcs.ValidAt().Add(3 * time.Hour))
 	if c := verify(); c["tcb_status"] != "UpToDate" {
 		t.Fatalf("stale claims %v", c)
 	}
@@ -580,7 +580,7 @@ func TestCacheRefreshAndStaleFallback(t *testing.T) {
 	if pcs.Count(fakepcs.RouteTCBInfo) != n {
 		t.Fatal("refresh retried within the backoff")
 	}
-	clk.set(fakepcs.ValidAt.Add(3*time.Hour + 2*time.Minute))
+	clk.set(fakepcs.ValidAt().Add(3*time.Hour + 2*time.Minute))
 	verify()
 	if pcs.Count(fakepcs.RouteTCBInfo) != n+1 {
 		t.Fatal("refresh not retried after the backoff")
@@ -591,7 +591,7 @@ func TestDurableCache(t *testing.T) {
 	dir := t.TempDir()
 	pcs := fakepcs.New()
 	quote := vector(t, "tdx_quote_4.dat")
-	v := newVerifier(t, pcs, fakepcs.ValidAt, func(_ *tdx.Config, o *tdx.Options) { o.CacheDir = dir })
+	v := newVerifier(t, pcs, fakepcs.ValidAt(), func(_ *tdx.Config, o *tdx.Options) { o.CacheDir = dir })
 	if _, err := v.VerifyQuote(context.Background(), quote); err != nil {
 		t.Fatal(err)
 	}
@@ -609,7 +609,7 @@ func TestDurableCache(t *testing.T) {
 	for _, r := range []fakepcs.Route{fakepcs.RouteTCBInfo, fakepcs.RouteQEIdentity, fakepcs.RoutePCKCRL, fakepcs.RouteRootCRL} {
 		down.Inject(r, fakepcs.FaultUnavailable, -1)
 	}
-	v2 := newVerifier(t, down, fakepcs.ValidAt.Add(time.Hour), func(_ *tdx.Config, o *tdx.Options) { o.CacheDir = dir })
+	v2 := newVerifier(t, down, fakepcs.ValidAt().Add(time.Hour), func(_ *tdx.Config, o *tdx.Options) { o.CacheDir = dir })
 	if _, err := v2.VerifyQuote(context.Background(), quote); err != nil {
 		t.Fatal(err)
 	}
@@ -623,7 +623,7 @@ func TestDurableCache(t *testing.T) {
 		}
 	}
 	pcs2 := fakepcs.New()
-	v3 := newVerifier(t, pcs2, fakepcs.ValidAt, func(_ *tdx.Config, o *tdx.Options) { o.CacheDir = dir })
+	v3 := newVerifier(t, pcs2, fakepcs.ValidAt(), func(_ *tdx.Config, o *tdx.Options) { o.CacheDir = dir })
 	if _, err := v3.VerifyQuote(context.Background(), quote); err != nil {
 		t.Fatal(err)
 	}
@@ -633,7 +633,7 @@ func TestDurableCache(t *testing.T) {
 }
 
 func TestContextCancelled(t *testing.T) {
-	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt, nil)
+	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt(), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := v.VerifyQuote(ctx, vector(t, "tdx_quote_4.dat")); !errors.Is(err, context.Canceled) {
@@ -717,7 +717,7 @@ func FuzzParseEvidence(f *testing.F) {
 }
 
 func BenchmarkVerifyQuoteWarmCollateral(b *testing.B) {
-	v := newVerifier(b, fakepcs.New(), fakepcs.ValidAt, nil)
+	v := newVerifier(b, fakepcs.New(), fakepcs.ValidAt(), nil)
 	quote := vector(b, "tdx_quote_4.dat")
 	ev := evidence(quote, nil)
 	exp := verifier.Expected{ReportData: mustHex(b, quote4ReportData)}

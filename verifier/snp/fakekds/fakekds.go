@@ -52,19 +52,25 @@ func MilanVCEK() []byte { return clone(milanVCEK) }
 func GenoaEvidence() []byte { return clone(genoaEvidence) }
 
 // GenoaVCEK returns the VCEK (DER) of GenoaEvidence.
-func GenoaVCEK() []byte { return clone(genoaVCEK) }
+func GenoaVCEK() []byte { return clone(recorded().genoaVCEK) }
 
-// MilanVCEKPath and GenoaVCEKPath are the KDS paths (with query) of the
-// two recorded VCEKs.
-var (
-	MilanVCEKPath string
-	GenoaVCEKPath string
-	genoaVCEK     []byte
-)
+// MilanVCEKPath returns the KDS path (with query) of MilanVCEK.
+func MilanVCEKPath() string { return recorded().milanPath }
 
-func init() {
+// GenoaVCEKPath returns the KDS path (with query) of GenoaVCEK.
+func GenoaVCEKPath() string { return recorded().genoaPath }
+
+type recordedPaths struct {
+	milanPath, genoaPath string
+	genoaVCEK            []byte
+}
+
+// recorded derives the VCEK paths from the embedded reports once; the
+// recordings are part of the binary, so a failure is a build defect.
+var recorded = sync.OnceValue(func() recordedPaths {
+	var r recordedPaths
 	var err error
-	if MilanVCEKPath, err = VCEKPath("Milan", milanReport); err != nil {
+	if r.milanPath, err = VCEKPath("Milan", milanReport); err != nil {
 		panic(err)
 	}
 	var ev struct {
@@ -80,10 +86,11 @@ func init() {
 	if err := json.Unmarshal(genoaEvidence, &ev); err != nil || len(ev.CertChain) == 0 || ev.CertChain[0].Type != "VCEK" {
 		panic(fmt.Sprintf("fakekds: recorded Genoa evidence: %v", err))
 	}
-	genoaVCEK = ints(ev.CertChain[0].Data)
+	r.genoaVCEK = ints(ev.CertChain[0].Data)
 	t := ev.Report.ReportedTCB
-	GenoaVCEKPath = vcekPath("Genoa", ints(ev.Report.ChipID), nil, t.Bootloader, t.TEE, t.SNP, t.Microcode)
-}
+	r.genoaPath = vcekPath("Genoa", ints(ev.Report.ChipID), nil, t.Bootloader, t.TEE, t.SNP, t.Microcode)
+	return r
+})
 
 type tcbJSON struct {
 	Bootloader uint8 `json:"bootloader"`
@@ -169,8 +176,8 @@ func New() *KDS {
 		k.routes["/vcek/v1/"+c.product+"/cert_chain"] = c.vcek
 		k.routes["/vlek/v1/"+c.product+"/cert_chain"] = c.vlek
 	}
-	k.routes[MilanVCEKPath] = milanVCEK
-	k.routes[GenoaVCEKPath] = genoaVCEK
+	k.routes[MilanVCEKPath()] = milanVCEK
+	k.routes[GenoaVCEKPath()] = recorded().genoaVCEK
 	return k
 }
 

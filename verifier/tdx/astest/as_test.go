@@ -90,10 +90,10 @@ func registerRVs(t *testing.T, svc *as.Service, rvs map[string]any) {
 // recorded collateral, through the Attestation Service's REST API with the
 // default CPU policy.
 func TestAttestationService(t *testing.T) {
-	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt)
+	v := newVerifier(t, fakepcs.New(), fakepcs.ValidAt())
 	reg := &verifier.Registry{}
 	reg.Register(protocol.TeeTdx, v)
-	svc, err := as.New(context.Background(), as.Config{}, as.Options{Store: memory.New(), Verifiers: reg, Now: fixedNow(fakepcs.ValidAt)})
+	svc, err := as.New(context.Background(), as.Config{}, as.Options{Store: memory.New(), Verifiers: reg, Now: fixedNow(fakepcs.ValidAt())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestAttestationService(t *testing.T) {
 // collateral expired verifies, but the default policy no longer recognizes
 // the hardware.
 func TestAttestationServiceExpiredCollateral(t *testing.T) {
-	later := fakepcs.ValidAt.AddDate(0, 1, 0)
+	later := fakepcs.ValidAt().AddDate(0, 1, 0)
 	reg := &verifier.Registry{}
 	reg.Register(protocol.TeeTdx, newVerifier(t, fakepcs.New(), later))
 	svc, err := as.New(context.Background(), as.Config{}, as.Options{Store: memory.New(), Verifiers: reg, Now: fixedNow(later)})

@@ -36,10 +36,10 @@ const FMSPC = "50806f000000"
 // RootCRLURL is the root CA CRL distribution point of the Intel SGX Root CA.
 const RootCRLURL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
 
-// ValidAt is a time at which all the recorded collateral is current: the
+// ValidAt returns a time at which all the recorded collateral is current: the
 // PCK CRL and the QE identity expire on 2023-07-08, the TCB info on
 // 2023-07-18.
-var ValidAt = time.Date(2023, time.July, 1, 1, 0, 0, 0, time.UTC)
+func ValidAt() time.Time { return time.Date(2023, time.July, 1, 1, 0, 0, 0, time.UTC) }
 
 // Route is one kind of collateral request.
 type Route string
