@@ -32,6 +32,7 @@ import (
 	"github.com/go-trustee/go-trustee/guest/asr"
 	"github.com/go-trustee/go-trustee/guest/cdh"
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/internal/logging"
 )
 
 func main() {
@@ -99,11 +100,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.
 		}
 		return err
 	}
-	level, err := cdh.ParseLogLevel(f.logLevel)
+	log, err := logging.Parse(stderr, f.logLevel, logging.FormatText)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := asr.CheckBind(f.bind); err != nil {
 		return err
 	}

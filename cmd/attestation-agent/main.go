@@ -125,7 +125,10 @@ func run(ctx context.Context, args []string, e environment, stderr io.Writer, re
 	if v := getenv("RUST_LOG"); v != "" && !strings.ContainsAny(v, "=,") {
 		level = v
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: levelOf(level)}))
+	log, err := logging.New(stderr, levelOf(level), logging.FormatText)
+	if err != nil {
+		return err
+	}
 	if warn != "" {
 		log.Warn(warn)
 	}

@@ -22,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/cdh"
+	"github.com/go-trustee/go-trustee/internal/logging"
 )
 
 func main() {
@@ -129,8 +129,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.
 	if err != nil {
 		return err
 	}
-	level, _ := cdh.ParseLogLevel(cfg.LogLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log, err := logging.Parse(stderr, cfg.LogLevel, logging.FormatText) // validated by loadConfig
+	if err != nil {
+		return err
+	}
 	log.Info("confidential-data-hub starting", "config", from, "kbc", cfg.KBC.Name, "kbs", cfg.KBC.URL, "socket", cfg.Socket)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)

@@ -43,6 +43,7 @@ import (
 	"github.com/go-trustee/go-trustee/client"
 	"github.com/go-trustee/go-trustee/imagecrypt"
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/internal/logging"
 )
 
 func main() {
@@ -115,7 +116,10 @@ func readBounded(name string, max int64) ([]byte, error) {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := logging.New(stderr, slog.LevelInfo, logging.FormatText)
+	if err != nil {
+		return err
+	}
 	if len(args) > 0 && args[0] == "provision" {
 		return provision(ctx, args[1:], stderr, log)
 	}

@@ -44,6 +44,7 @@ import (
 
 	"github.com/go-trustee/go-trustee/client"
 	"github.com/go-trustee/go-trustee/guest/attester/sample"
+	"github.com/go-trustee/go-trustee/internal/logging"
 	"github.com/go-trustee/go-trustee/kbs"
 )
 
@@ -129,7 +130,10 @@ name = "resource"
 	if *verbose {
 		logOut = os.Stderr
 	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log, err := logging.New(logOut, slog.LevelDebug, logging.FormatText)
+	if err != nil {
+		return err
+	}
 	srv, err := kbs.New(ctx, cfg, kbs.Options{Logger: log})
 	if err != nil {
 		return err
