@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
+
 	"github.com/google/uuid"
 
 	"github.com/go-trustee/go-trustee/protocol"
@@ -18,7 +20,7 @@ import (
 
 // MaxRequestBytes bounds a REST request body: room for the largest evidence
 // (limits.MaxEvidenceBytes) once base64-encoded, with its envelope.
-const MaxRequestBytes = 4 << 20
+const MaxRequestBytes = limits.MaxASRequestBytes
 
 // restTees are the TEE names upstream's restful AS accepts (no nvidia, tpm).
 var restTees = map[string]protocol.Tee{

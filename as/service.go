@@ -52,10 +52,10 @@ var (
 
 const (
 	// maxRequests bounds the verification requests of one evaluation.
-	maxRequests = 64
+	maxRequests = limits.MaxASVerificationRequests
 	// maxSubmods bounds the EAR submodules of one token (upstream numbers
 	// them with a u8 per class).
-	maxSubmods = 256
+	maxSubmods = limits.MaxEARSubmods
 	// defaultPolicyID is used when no policy id is given.
 	defaultPolicyID = "default"
 )

@@ -349,7 +349,7 @@ func statusError(op string, r *response) *Error {
 
 // excerpt returns a short, printable form of untrusted server text.
 func excerpt(s string) string {
-	const max = 512
+	const max = limits.MaxErrorExcerptBytes
 	var b strings.Builder
 	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
 		if b.Len() >= max {

@@ -30,7 +30,7 @@ type TokenTimes struct {
 
 // maxTokenTime bounds exp and nbf (in seconds since 1970, about the year
 // 36800): any larger value is a malformed token, not a long-lived one.
-const maxTokenTime = 1 << 40
+const maxTokenTime = limits.MaxTokenTimeSeconds
 
 // ParseTokenTimes reads the exp and nbf claims of a JWT without verifying
 // it. token must be at most limits.MaxTokenBytes long and have three

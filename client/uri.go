@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // DefaultPlugin is the KBS plugin of a kbs:// URI and of a bare path.
 const DefaultPlugin = "resource"
 
 // maxURILen bounds a resource URI or path.
-const maxURILen = 4096
+const maxURILen = limits.MaxResourceURIBytes
 
 // ResourceURI names something served by a KBS plugin:
 // kbs[+<plugin>]://[<host>[:port]]/<seg>/.../<seg>[?query]. The host is

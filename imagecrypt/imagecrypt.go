@@ -12,6 +12,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
+
 	"github.com/containers/ocicrypt/blockcipher"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -45,9 +47,9 @@ const (
 // Bounds of attacker-controlled annotations.
 const (
 	// MaxKeysAnnotation bounds the base64 keys annotation of a layer.
-	MaxKeysAnnotation = 256 << 10
+	MaxKeysAnnotation = limits.MaxImageKeysAnnotationBytes
 	// MaxPubOptsAnnotation bounds the base64 pubopts annotation of a layer.
-	MaxPubOptsAnnotation = 16 << 10
+	MaxPubOptsAnnotation = limits.MaxImagePubOptsAnnotationBytes
 )
 
 // Sentinel errors.

@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
+
 	"github.com/go-trustee/go-trustee/sealedsecret"
 )
 
 // MaxAnnotationPacket bounds one decoded annotation packet, as the data
 // hub does (cdh.MaxAnnotationPacket).
-const MaxAnnotationPacket = 64 << 10
+const MaxAnnotationPacket = limits.MaxImageAnnotationPacketBytes
 
 // AnnotationPacket is one decoded
 // org.opencontainers.image.enc.keys.provider.attestation-agent packet. A v1

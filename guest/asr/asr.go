@@ -32,6 +32,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
+
 	"github.com/go-trustee/go-trustee/guest/aa"
 	"github.com/go-trustee/go-trustee/guest/internal/ttrpcconn"
 )
@@ -56,7 +58,7 @@ const (
 )
 
 // maxAAELBody bounds the body of POST /aa/aael.
-const maxAAELBody = 64 << 10
+const maxAAELBody = limits.MaxAAELRequestBytes
 
 // ResourceGetter is the confidential-data-hub's GetResource.
 type ResourceGetter interface {

@@ -35,6 +35,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
+
 	"github.com/go-trustee/go-trustee/sealedsecret"
 )
 
@@ -258,7 +260,7 @@ type cacheEntry struct {
 
 func newResourceCache(ttl time.Duration, max int, now func() time.Time) *resourceCache {
 	if max <= 0 {
-		max = 4 << 20
+		max = limits.MaxResourceCacheBytes
 	}
 	return &resourceCache{ttl: ttl, max: max, now: now, entries: map[string]cacheEntry{}}
 }

@@ -4,16 +4,16 @@
 package limits
 
 const (
-	// DefaultPayloadMB is the default request body limit of the KBS HTTP
-	// server, in MiB (upstream payload_request_size).
+	// DefaultPayloadMB is the default request body limit of the KBS HTTP server,
+	// in MiB (upstream payload_request_size).
 	DefaultPayloadMB = 2
 	// MaxHeaderBytes bounds request headers; large enough for a verbose EAR
 	// token with many GPUs as Bearer (upstream is stuck at 128 KiB).
 	MaxHeaderBytes = 512 << 10
 	// MaxTokenBytes bounds a JWT (EAR, admin token) before it is parsed.
 	MaxTokenBytes = 512 << 10
-	// MaxJSONDepth bounds the nesting of JSON documents we canonicalize or
-	// feed to the policy engine.
+	// MaxJSONDepth bounds the nesting of JSON documents we canonicalize or feed
+	// to the policy engine.
 	MaxJSONDepth = 64
 	// MaxEvidenceBytes bounds one TEE evidence document.
 	MaxEvidenceBytes = 2 << 20
@@ -27,9 +27,9 @@ const (
 	MaxCertChain = 10
 	// MaxConfigBytes bounds a configuration file.
 	MaxConfigBytes = 1 << 20
-	// MaxInitDataBytes bounds an init-data TOML document, on the guest and
-	// in the Attestation Service. Real documents carry a Kata agent policy
-	// and are tens of KiB; the KBS request limit bounds them anyway.
+	// MaxInitDataBytes bounds an init-data TOML document, on the guest and in
+	// the Attestation Service. Real documents carry a Kata agent policy and are
+	// tens of KiB; the KBS request limit bounds them anyway.
 	MaxInitDataBytes = 1 << 20
 	// MaxKeyProviderBytes bounds one ocicrypt keyprovider request JSON (a
 	// keywrap or keyunwrap message of a key provider or the data hub).
@@ -51,8 +51,8 @@ const (
 	// bound (rsa crate RsaPublicKey::new), so a key Trustee refuses is refused
 	// here too. (protocol)
 	MaxTeeKeyRSABits = 4096
-	// MaxTeeKeyRSAExponent bounds the public exponent of a guest RSA TEE key
-	// (it must fit a positive int32). (protocol)
+	// MaxTeeKeyRSAExponent bounds the public exponent of a guest RSA TEE key (it
+	// must fit a positive int32). (protocol)
 	MaxTeeKeyRSAExponent = 1<<31 - 1
 	// MaxJWEProtectedBytes bounds the encoded protected header. Real headers are
 	// a few hundred bytes (an ML-KEM ciphertext would be ~1.5 KiB). (protocol)
@@ -130,4 +130,53 @@ const (
 	MaxDenyReasonSubEvals = 24
 	// MaxDenyReasonRules bounds the rules a deny reason names. (resourcepolicy)
 	MaxDenyReasonRules = 4
+	// MaxImageKeysAnnotationBytes bounds the base64 keys annotation of an
+	// encrypted layer. (imagecrypt)
+	MaxImageKeysAnnotationBytes = 256 << 10
+	// MaxImagePubOptsAnnotationBytes bounds the base64 pubopts annotation of an
+	// encrypted layer. (imagecrypt)
+	MaxImagePubOptsAnnotationBytes = 16 << 10
+	// MaxImageAnnotationPacketBytes bounds one decoded annotation packet of an
+	// encrypted layer, in the image tools and the data hub. (imagecrypt,
+	// guest/cdh)
+	MaxImageAnnotationPacketBytes = 64 << 10
+	// MaxResourceURIBytes bounds a resource URI or path. (client)
+	MaxResourceURIBytes = 4096
+	// MaxTokenTimeSeconds bounds exp and nbf of a token (seconds since 1970,
+	// about the year 36800): a larger value is a malformed token, not a long-
+	// lived one. (client)
+	MaxTokenTimeSeconds = 1 << 40
+	// MaxErrorExcerptBytes bounds the excerpt of untrusted server text put in an
+	// error. (client)
+	MaxErrorExcerptBytes = 512
+	// MaxAAELRequestBytes bounds the body of POST /aa/aael. (guest/asr)
+	MaxAAELRequestBytes = 64 << 10
+	// MaxASRequestBytes bounds a REST request body of the Attestation Service:
+	// room for the largest evidence (MaxEvidenceBytes) once base64-encoded, with
+	// its envelope. (as)
+	MaxASRequestBytes = 4 << 20
+	// MaxASVerificationRequests bounds the verification requests of one
+	// evaluation. (as)
+	MaxASVerificationRequests = 64
+	// MaxEARSubmods bounds the EAR submodules of one token (upstream numbers
+	// them with a u8 per class). (as)
+	MaxEARSubmods = 256
+	// MaxResourceCacheBytes is the default size of the data hub's resource
+	// cache. (guest/cdh)
+	MaxResourceCacheBytes = 4 << 20
+	// MaxTDXCollateralBytes bounds one collateral response (a TCB info is ~10
+	// KiB, a PCK CRL a few KiB). (verifier/tdx)
+	MaxTDXCollateralBytes = 2 << 20
+	// MaxTDXCollateralCacheEntries bounds the in-memory collateral cache (keys
+	// are Intel-signed FMSPC URLs, so it is only a backstop). (verifier/tdx)
+	MaxTDXCollateralCacheEntries = 512
+	// MaxTDXQuoteBytes bounds a TDX quote (a real one is ~5 KiB, mostly the PCK
+	// chain). (verifier/tdx)
+	MaxTDXQuoteBytes = 64 << 10
+	// MaxTDXVerifiedChains bounds the cache of verified PCK chains (one per
+	// platform). (verifier/tdx)
+	MaxTDXVerifiedChains = 1024
+	// MaxTDXCollateralFileBytes bounds the offline collateral file, which holds
+	// the collateral of every FMSPC of a fleet. (verifier/tdx)
+	MaxTDXCollateralFileBytes = 64 << 20
 )

@@ -14,17 +14,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
+
 	"golang.org/x/sync/singleflight"
 )
 
 const (
 	// maxCollateralBytes bounds one collateral response (a TCB info is
 	// ~10 KiB, a PCK CRL a few KiB).
-	maxCollateralBytes = 2 << 20
+	maxCollateralBytes = limits.MaxTDXCollateralBytes
 	// maxCacheEntries bounds the in-memory cache. Keys are URLs of Intel-
 	// signed FMSPCs (the PCK chain is verified before any fetch), so this
 	// is only a backstop.
-	maxCacheEntries = 512
+	maxCacheEntries = limits.MaxTDXCollateralCacheEntries
 	// defaultCacheMaxAge is how long fetched collateral is used before it
 	// is fetched again (earlier when its nextUpdate passes).
 	defaultCacheMaxAge = 24 * time.Hour

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
+
 	"golang.org/x/sync/errgroup"
 )
 
@@ -108,7 +110,7 @@ func (v *Verifier) collateral(ctx context.Context, info *PlatformInfo) (*collate
 
 // maxVerifiedChains bounds the cache of verified PCK chains (one per
 // platform).
-const maxVerifiedChains = 1024
+const maxVerifiedChains = limits.MaxTDXVerifiedChains
 
 // verifiedChain parses and verifies a quote's PCK chain up to the trusted
 // root, or takes it from the cache of chains verified before (keyed by the

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/go-trustee/go-trustee/internal/limits"
+
 	"github.com/go-trustee/go-trustee/verifier"
 )
 
@@ -18,7 +20,7 @@ const (
 	signatureSize   = 64  // ECDSA P-256 r||s
 	attestKeySize   = 64  // ECDSA P-256 X||Y
 	minSigDataSize  = signatureSize + attestKeySize + 6
-	maxQuoteBytes   = 64 << 10 // a real quote is ~5 KiB, mostly the PCK chain
+	maxQuoteBytes   = limits.MaxTDXQuoteBytes
 	teeTypeTDX      = 0x81
 	attKeyTypeP256  = 2
 	certTypeQEData  = 6 // QE report certification data

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-trustee/go-trustee/internal/limits"
 )
 
 // Getter fetches collateral from Intel's PCS or a PCCS. It returns the
@@ -184,7 +186,7 @@ type fileSource struct {
 
 // maxCollateralFileBytes bounds the offline collateral file, which holds
 // the collateral of every FMSPC of a fleet.
-const maxCollateralFileBytes = 64 << 20
+const maxCollateralFileBytes = limits.MaxTDXCollateralFileBytes
 
 // pcsToolCollaterals is the "collaterals" object of the PCS client tool's
 // output.

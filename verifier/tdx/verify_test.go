@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	tdxev "github.com/go-trustee/go-trustee/protocol/evidence/tdx"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	tdxev "github.com/go-trustee/go-trustee/protocol/evidence/tdx"
 
 	"github.com/google/go-tdx-guest/testing/testdata"
 

@@ -4,6 +4,7 @@ package aaproto
 
 import (
 	context "context"
+
 	ttrpc "github.com/containerd/ttrpc"
 )
 
