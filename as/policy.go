@@ -405,3 +405,12 @@ func parseExtensions(v any) ([]extension, error) {
 	slices.SortFunc(out, func(a, b extension) int { return strings.Compare(a.name, b.name) })
 	return out, nil
 }
+
+// CheckPolicy reports whether src would be accepted as an attestation
+// policy: it parses (Rego v1, then v0) and prepares it exactly as
+// Service.SetPolicy does, without storing it. The operator uses it to
+// refuse a policy ConfigMap before a pod would.
+func CheckPolicy(ctx context.Context, src []byte) error {
+	_, err := (&policyEngine{}).compile(ctx, src)
+	return err
+}

@@ -446,3 +446,10 @@ func (r *dataResolvers) regoOptions() []func(*rego.Rego) {
 		rego.Resolver(refQuery, constResolver{r.query}),
 	}
 }
+
+// Check reports whether src would be accepted as the resource policy: it
+// is compiled exactly as SetPolicy compiles it, without storing it.
+func Check(ctx context.Context, src []byte) error {
+	_, err := compile(ctx, src)
+	return err
+}
