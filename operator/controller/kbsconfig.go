@@ -344,3 +344,15 @@ func (r *KbsConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(mapRefs(true)), builder.WithPredicates(inNamespace)).
 		Complete(r)
 }
+
+// Setup registers both reconcilers with mgr for namespace ns.
+func Setup(mgr ctrl.Manager, ns string, images Images) error {
+	kr := &KbsConfigReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("kbsconfig-controller"), Namespace: ns, Images: images}
+	if err := kr.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	tr := &TrusteeConfigReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("trusteeconfig-controller"), Namespace: ns}
+	return tr.SetupWithManager(mgr)
+}
