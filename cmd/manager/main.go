@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		LeaderElectionID:       "trustee-operator.confidentialcontainers.org",
 		// The operator works in its own namespace only: its cache, and so
 		// its read permissions, stay there.
-		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Cache:  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
 		Client: client.Options{Cache: &client.CacheOptions{}},
 	})
 	if err != nil {
