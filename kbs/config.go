@@ -223,3 +223,13 @@ func (c *Config) finish() error {
 
 // HasSection reports whether the loaded file had the top-level section.
 func (c *Config) HasSection(name string) bool { return c.present[name] }
+
+// CheckConfig runs the checks New makes of a parsed configuration that
+// need no file, store or network: today the [[plugins]] list (names and
+// backends this build supports). ParseConfig has already checked the
+// rest of the document. The operator uses it to refuse a kbs-config.toml
+// before a pod would fail on it.
+func CheckConfig(cfg *Config) error {
+	_, err := newPlugins(cfg.Plugins, nil)
+	return err
+}

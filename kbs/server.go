@@ -91,11 +91,13 @@ func newTokenVerifier(ctx context.Context, cfg token.Config, builtin []crypto.Pu
 // certificate and key first, then opens the stores,
 // starts the built-in Attestation Service, loads the token trust material
 // and the admin identity providers; a misconfigured Server never exists.
-func New(ctx context.Context, cfg *Config, opts Options) (s *Server, err error) {
+func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: nil configuration", ErrInvalidConfig)
 	}
-	s = newServer(cfg, opts)
+	// s is not the named result: every failure returns nil, and the
+	// deferred cleanup must still see the half-built server.
+	s := newServer(cfg, opts)
 	// Material that can be wrong in the file comes first, before anything
 	// is opened: a misconfigured server never exists.
 	if s.tls, err = serverTLS(cfg.HTTPServer); err != nil {

@@ -598,3 +598,20 @@ func TestAttestationErrorsVersusFailures(t *testing.T) {
 		t.Fatalf("bad evidence: errors %v, failures %v; want 1, 1", errs(), fails())
 	}
 }
+
+// A configuration that fails after the stores are opened makes New return
+// an error, and the half-built server is closed (it once panicked, closing
+// a nil server).
+func TestNewFailsLateWithoutPanic(t *testing.T) {
+	cfg, _, err := ParseConfig([]byte("[http_server]\ninsecure_http = true\n[admin]\nauthorization_mode = \"DenyAll\"\n[storage_backend]\nstorage_type = \"Memory\"\n[[plugins]]\nname = \"nonsense\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckConfig(cfg); err == nil || !strings.Contains(err.Error(), `plugin "nonsense" is not supported`) {
+		t.Fatalf("CheckConfig = %v", err)
+	}
+	srv, err := New(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || srv != nil || !strings.Contains(err.Error(), "nonsense") {
+		t.Fatalf("New = %v, %v", srv, err)
+	}
+}
