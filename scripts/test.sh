@@ -6,6 +6,8 @@
 #   2. checks gofmt, go vet, staticcheck (staticcheck.conf), the
 #      controller-gen output of the operator API (scripts/generate.sh) and
 #      go mod tidiness,
+#      It also builds (once, cached) the kube-apiserver and etcd the
+#      operator's envtest suite runs against (scripts/kube-peers.sh).
 #   3. starts PostgreSQL and Redis on loopback (scripts/services.sh),
 #   4. runs `go test -race ./...` (unit tests and the end-to-end suite, which
 #      builds kbs and kbs-client and runs them as real processes), then the
@@ -63,9 +65,13 @@ if [ ! -x "$tools/staticcheck" ]; then
   GOFLAGS= GOBIN="$tools" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
 
+log "building kube-apiserver and etcd for the operator tests (cached: scripts/kube-peers.sh)"
+KUBEBUILDER_ASSETS=$(scripts/kube-peers.sh)
+export KUBEBUILDER_ASSETS
+
 log "checking every installed tool is present"
 missing=()
-for t in redis-server docker-registry skopeo gpg "$COSIGN" "$tools/staticcheck"; do
+for t in redis-server docker-registry skopeo gpg "$COSIGN" "$tools/staticcheck" "$KUBEBUILDER_ASSETS/kube-apiserver" "$KUBEBUILDER_ASSETS/etcd"; do
   command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(initdb)

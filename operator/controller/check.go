@@ -119,7 +119,11 @@ func (r *KbsConfigReconciler) check(ctx context.Context, kc *v1alpha1.KbsConfig)
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := kbs.ParseConfig([]byte(cfg)); err != nil {
+	parsed, _, err := kbs.ParseConfig([]byte(cfg))
+	if err == nil {
+		err = kbs.CheckConfig(parsed)
+	}
+	if err != nil {
 		return nil, refErr(ReasonInvalidReference, "ConfigMap %s/%s: %s is refused by the KBS: %v", ns, s.KbsConfigMapName, KbsConfigKey, err)
 	}
 	if _, err := cm(s.KbsRvpsRefValuesConfigMapName, referenceValueFile, "kbsRvpsRefValuesConfigMapName", false); err != nil {
