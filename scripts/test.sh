@@ -39,11 +39,27 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 # skopeo --sign-by makes the GPG simple signatures of the image e2e.
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
+# podman runs the Trustee pod the operator produces (e2e/operator_test.go).
+command -v podman >/dev/null 2>&1 || need+=(podman)
+for p in runc catatonit uidmap slirp4netns fuse-overlayfs; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "need root to install: ${need[*]}" >&2; exit 1; fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# podman on these machines: runc (crun refuses hybrid cgroups), cgroupfs,
+# and explicit ulimits (raising RLIMIT_NOFILE is not allowed here).
+if ! grep -qs '^runtime = "runc"' /etc/containers/containers.conf && [ "$(id -u)" = 0 ]; then
+  mkdir -p /etc/containers
+  [ -f /etc/containers/containers.conf ] && cp /etc/containers/containers.conf /etc/containers/containers.conf.before-go-trustee
+  cat > /etc/containers/containers.conf <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+CONF
 fi
 
 log "downloading Go modules"
@@ -71,7 +87,7 @@ export KUBEBUILDER_ASSETS
 
 log "checking every installed tool is present"
 missing=()
-for t in redis-server docker-registry skopeo gpg "$COSIGN" "$tools/staticcheck" "$KUBEBUILDER_ASSETS/kube-apiserver" "$KUBEBUILDER_ASSETS/etcd"; do
+for t in redis-server docker-registry skopeo gpg podman runc "$COSIGN" "$tools/staticcheck" "$KUBEBUILDER_ASSETS/kube-apiserver" "$KUBEBUILDER_ASSETS/etcd"; do
   command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(initdb)

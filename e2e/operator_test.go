@@ -1,0 +1,347 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	"github.com/go-trustee/go-trustee/guest/cdh"
+	"github.com/go-trustee/go-trustee/internal/testwait"
+	"github.com/go-trustee/go-trustee/operator/api/v1alpha1"
+	"github.com/go-trustee/go-trustee/operator/controller"
+)
+
+// TestOperatorTrusteeInPodman is the operator end to end with real parts:
+// a real kube-apiserver and etcd (scripts/kube-peers.sh), our reconcilers
+// against it, our container images (scripts/images.sh, pushed to a loopback
+// docker-registry), and the Trustee pod the reconcilers produced run by
+// podman. The guest side — attestation-agent (sample TEE) and
+// confidential-data-hub — then reads a Kubernetes Secret through the KBS
+// in that pod, and reads its new value after the Secret is rotated.
+//
+// podman stands in for the kubelet; three podman 4.3 gaps are bridged here
+// and only here (the manifests the operator writes are not changed):
+// Secret volumes (podman panics on them), subPath mounts (ignored) and
+// emptyDir (a named volume shared across pods) become hostPath mounts of
+// files this test lays out as the kubelet would; the pod runs its init
+// container with podman's "always" init type (its "once" type races and
+// leaves the main container unstarted); the kbs port gets a loopback
+// hostPort.
+func TestOperatorTrusteeInPodman(t *testing.T) {
+	podman := lookTool(t, "PODMAN", "podman")
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("KUBEBUILDER_ASSETS is not set: scripts/test.sh builds kube-apiserver and etcd with scripts/kube-peers.sh")
+		}
+		t.Skip("KUBEBUILDER_ASSETS not set (export KUBEBUILDER_ASSETS=$(scripts/kube-peers.sh))")
+	}
+	dir := socketDir(t, "op-")
+	ctx := context.Background()
+
+	// Images, built without an engine and pulled by podman.
+	regAddr, _ := startRegistry(t, dir)
+	repo := regAddr + "/go-trustee"
+	cmd := exec.Command(filepath.Join("..", "scripts", "images.sh"))
+	cmd.Env = append(os.Environ(), "REGISTRY="+repo, "TAG=e2e")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scripts/images.sh: %v\n%s", err, out)
+	}
+	images := controller.Images{KBS: repo + "/kbs:e2e", KBSMicroservices: repo + "/kbs:e2e", Operator: repo + "/operator:e2e"}
+	for _, img := range []string{images.KBS, images.Operator} {
+		mustRun(t, dir, podman, "pull", "--quiet", "--tls-verify=false", img)
+	}
+
+	// The control plane and the operator.
+	k := startOperator(t, images)
+
+	llm := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "llm", Namespace: controller.DefaultNamespace},
+		StringData: map[string]string{"decryption-key": "the key of my fine-tuned model"}}
+	if err := k.Create(ctx, llm); err != nil {
+		t.Fatal(err)
+	}
+	tc := &v1alpha1.TrusteeConfig{ObjectMeta: metav1.ObjectMeta{Name: "trustee", Namespace: controller.DefaultNamespace},
+		Spec: v1alpha1.TrusteeConfigSpec{Profile: v1alpha1.ProfilePermissive}}
+	if err := k.Create(ctx, tc); err != nil {
+		t.Fatal(err)
+	}
+	// Upstream's way to serve a Secret: list it in the generated
+	// KbsConfig's kbsSecretResources (config/samples patch-kbs-resources).
+	kcKey := types.NamespacedName{Namespace: controller.DefaultNamespace, Name: "trustee-kbs-config"}
+	testwait.Until(t, "the generated KbsConfig", func() bool {
+		var kc v1alpha1.KbsConfig
+		if k.Get(ctx, kcKey, &kc) != nil {
+			return false
+		}
+		kc.Spec.KbsSecretResources = append(kc.Spec.KbsSecretResources, "llm")
+		return k.Update(ctx, &kc) == nil
+	})
+	dep := waitDeployment(t, k, func(d *appsv1.Deployment) bool {
+		return strings.Contains(d.Spec.Template.Annotations[controller.SecretVersionsAnnotation], "llm:")
+	})
+
+	port := freePort(t)
+	pod := playTrustee(t, k, podman, filepath.Join(dir, "pod1"), dep, port)
+	kbsURL := "http://127.0.0.1:" + strconv.Itoa(port)
+	waitHealthy(t, podman, pod, kbsURL)
+
+	read := func(gdir string) map[string]string {
+		g := startGuestStack(t, gdir, kbsURL, "")
+		c, err := cdh.NewClient("unix://" + g.cdhSock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		got := map[string]string{}
+		for _, uri := range []string{"kbs:///default/llm/decryption-key", "kbs:///default/attestation-status/status"} {
+			b, err := c.GetResource(ctx, uri)
+			if err != nil {
+				t.Fatalf("GetResource %s: %v\nkbs log:\n%s", uri, err, podLogs(t, podman, pod))
+			}
+			got[uri] = string(b)
+		}
+		return got
+	}
+	g1 := filepath.Join(dir, "g1")
+	if err := os.Mkdir(g1, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(g1); got["kbs:///default/llm/decryption-key"] != "the key of my fine-tuned model" || got["kbs:///default/attestation-status/status"] != "success" {
+		t.Fatalf("resources through the pod: %v", got)
+	}
+
+	// Rotation: the Secret changes, the operator rolls the Deployment
+	// (secret-versions annotation), the new pod serves the new value.
+	if err := k.Get(ctx, client.ObjectKeyFromObject(llm), llm); err != nil {
+		t.Fatal(err)
+	}
+	llm.Data["decryption-key"] = []byte("the rotated key")
+	if err := k.Update(ctx, llm); err != nil {
+		t.Fatal(err)
+	}
+	dep2 := waitDeployment(t, k, func(d *appsv1.Deployment) bool {
+		return strings.Contains(d.Spec.Template.Annotations[controller.SecretVersionsAnnotation], "llm:"+llm.ResourceVersion)
+	})
+	pod = playTrustee(t, k, podman, filepath.Join(dir, "pod2"), dep2, port)
+	waitHealthy(t, podman, pod, kbsURL)
+	g2 := filepath.Join(dir, "g2")
+	if err := os.Mkdir(g2, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(g2); got["kbs:///default/llm/decryption-key"] != "the rotated key" {
+		t.Fatalf("after rotation: %v", got)
+	}
+}
+
+// startOperator starts kube-apiserver and etcd with our CRDs and runs the
+// operator's reconcilers against them; it returns a client.
+func startOperator(t *testing.T, images controller.Images) client.Client {
+	t.Helper()
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting kube-apiserver and etcd: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controller.DefaultNamespace}}); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{controller.DefaultNamespace: {}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := controller.Setup(mgr, controller.DefaultNamespace, images); err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+func waitDeployment(t *testing.T, k client.Client, ok func(*appsv1.Deployment) bool) *appsv1.Deployment {
+	t.Helper()
+	var d appsv1.Deployment
+	testwait.Until(t, "the Trustee Deployment", func() bool {
+		return k.Get(context.Background(), types.NamespacedName{Namespace: controller.DefaultNamespace, Name: controller.DeploymentName}, &d) == nil && ok(&d)
+	})
+	return &d
+}
+
+func freePort(t *testing.T) int {
+	_, p, _ := strings.Cut(freeAddr(t), ":")
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// playTrustee runs the Deployment's pod template under podman (see the
+// test's comment for what is bridged) and returns the pod name. Any
+// earlier pod of the same name is replaced.
+func playTrustee(t *testing.T, k client.Client, podman, dir string, dep *appsv1.Deployment, port int) string {
+	t.Helper()
+	ctx := context.Background()
+	spec := *dep.Spec.Template.Spec.DeepCopy()
+	ns := dep.Namespace
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hostDir := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, "volumes", name)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	writeFiles := func(p string, data map[string][]byte) {
+		for key, v := range data {
+			if err := os.WriteFile(filepath.Join(p, key), v, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	hostPaths := map[string]string{}
+	for i, v := range spec.Volumes {
+		switch {
+		case v.ConfigMap != nil:
+			var cm corev1.ConfigMap
+			if err := k.Get(ctx, types.NamespacedName{Namespace: ns, Name: v.ConfigMap.Name}, &cm); err != nil {
+				t.Fatal(err)
+			}
+			p := hostDir(v.Name, 0o755)
+			data := map[string][]byte{}
+			for key, s := range cm.Data {
+				data[key] = []byte(s)
+			}
+			writeFiles(p, data)
+			hostPaths[v.Name] = p
+		case v.Secret != nil:
+			var s corev1.Secret
+			if err := k.Get(ctx, types.NamespacedName{Namespace: ns, Name: v.Secret.SecretName}, &s); err != nil {
+				t.Fatal(err)
+			}
+			p := hostDir(v.Name, 0o755)
+			writeFiles(p, s.Data)
+			hostPaths[v.Name] = p
+		case v.EmptyDir != nil:
+			hostPaths[v.Name] = hostDir(v.Name, 0o777)
+		default:
+			t.Fatalf("volume %s: no podman bridge for its source", v.Name)
+		}
+		dirType := corev1.HostPathDirectory
+		spec.Volumes[i].VolumeSource = corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: hostPaths[v.Name], Type: &dirType}}
+	}
+	fileType := corev1.HostPathFile
+	bridge := func(cs []corev1.Container) {
+		for ci := range cs {
+			for mi, m := range cs[ci].VolumeMounts {
+				if m.SubPath == "" {
+					continue
+				}
+				name := fmt.Sprintf("%s-sub%d-%d", m.Name, ci, mi)
+				spec.Volumes = append(spec.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{
+					HostPath: &corev1.HostPathVolumeSource{Path: filepath.Join(hostPaths[m.Name], m.SubPath), Type: &fileType}}})
+				cs[ci].VolumeMounts[mi] = corev1.VolumeMount{Name: name, MountPath: m.MountPath, ReadOnly: m.ReadOnly}
+			}
+		}
+	}
+	bridge(spec.Containers)
+	bridge(spec.InitContainers)
+	for ci := range spec.Containers {
+		if spec.Containers[ci].Name == "kbs" {
+			spec.Containers[ci].Ports[0].HostPort = int32(port)
+			spec.Containers[ci].Ports[0].HostIP = "127.0.0.1"
+		}
+	}
+	name := "trustee-e2e"
+	pod := corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: dep.Spec.Template.Labels,
+			Annotations: map[string]string{"io.podman.annotations.init.container.type": "always"}},
+		Spec: spec,
+	}
+	b, err := yaml.Marshal(&pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(dir, "pod.yaml")
+	if err := os.WriteFile(manifest, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, podman, "kube", "play", "--replace", manifest)
+	t.Cleanup(func() {
+		exec.Command(podman, "pod", "rm", "--force", "--ignore", name).Run()
+	})
+	return name
+}
+
+func waitHealthy(t *testing.T, podman, pod, kbsURL string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(kbsURL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the KBS in pod %s did not answer /healthz in 60 s\n%s", pod, podLogs(t, podman, pod))
+}
+
+func podLogs(t *testing.T, podman, pod string) string {
+	var buf bytes.Buffer
+	for _, c := range []string{pod + "-secret-converter", pod + "-kbs"} {
+		out, _ := exec.Command(podman, "logs", c).CombinedOutput()
+		fmt.Fprintf(&buf, "== %s\n", c)
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			if !strings.Contains(sc.Text(), "systemd") {
+				fmt.Fprintln(&buf, sc.Text())
+			}
+		}
+	}
+	return buf.String()
+}
