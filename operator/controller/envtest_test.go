@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -358,12 +359,14 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		})
 
 		// Two replicas without a shared store are refused.
-		var cur v1alpha1.KbsConfig
-		if err := k.c.Get(ctx, client.ObjectKeyFromObject(kc), &cur); err != nil {
-			t.Fatal(err)
-		}
-		cur.Spec.KbsDeploymentSpec.Replicas = ptr(int32(2))
-		if err := k.c.Update(ctx, &cur); err != nil {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			var cur v1alpha1.KbsConfig
+			if err := k.c.Get(ctx, client.ObjectKeyFromObject(kc), &cur); err != nil {
+				return err
+			}
+			cur.Spec.KbsDeploymentSpec.Replicas = ptr(int32(2))
+			return k.c.Update(ctx, &cur)
+		}); err != nil {
 			t.Fatal(err)
 		}
 		k.waitDegraded(t, kc.Name, ReasonInvalidSpec, "2 replicas need kbsSharedStore")
@@ -441,12 +444,16 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		})
 		// Hand edits to the KbsConfig that upstream keeps are kept; the
 		// generated names are reset.
-		if err := k.c.Get(ctx, client.ObjectKeyFromObject(&kc), &kc); err != nil {
-			t.Fatal(err)
-		}
-		kc.Spec.KbsEnvVars = map[string]string{"RUST_LOG": "info"}
-		kc.Spec.KbsConfigMapName = "hand-edited"
-		if err := k.c.Update(ctx, &kc); err != nil {
+		// (An admin's edit races the reconciler like any other writer:
+		// retried on conflict, as kubectl edit would be.)
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := k.c.Get(ctx, client.ObjectKeyFromObject(&kc), &kc); err != nil {
+				return err
+			}
+			kc.Spec.KbsEnvVars = map[string]string{"RUST_LOG": "info"}
+			kc.Spec.KbsConfigMapName = "hand-edited"
+			return k.c.Update(ctx, &kc)
+		}); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, "names reset, env kept", func() (bool, string) {
@@ -476,6 +483,27 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		})
 		if err := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: "strict-kbs-config"}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
 			t.Errorf("objects generated before the TLS Secret exists: %v", err)
+		}
+	})
+
+	t.Run("our manifests are accepted", func(t *testing.T) {
+		root := filepath.Join("..", "..", "config")
+		for _, f := range []string{"rbac/service_account.yaml", "rbac/role.yaml", "rbac/role_binding.yaml", "manager/manager.yaml", "samples/trusteeconfig_sample.yaml"} {
+			b, err := os.ReadFile(filepath.Join(root, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, doc := range strings.Split(string(b), "\n---\n") {
+				var u unstructured.Unstructured
+				if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil || len(u.Object) == 0 {
+					t.Fatalf("%s document %d: %v", f, i, err)
+				}
+				// Validated and admitted by the apiserver, not persisted.
+				err := k.c.Create(ctx, &u, client.DryRunAll)
+				if err != nil && !(u.GetKind() == "Namespace" && apierrors.IsAlreadyExists(err)) {
+					t.Errorf("%s %s/%s refused: %v", f, u.GetKind(), u.GetName(), err)
+				}
+			}
 		}
 	})
 

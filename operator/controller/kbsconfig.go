@@ -56,14 +56,14 @@ type KbsConfigReconciler struct {
 	ClusterProxy func(context.Context) map[string]string
 }
 
-// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=kbsconfigs,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=kbsconfigs/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=kbsconfigs/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=kbsconfigs,verbs=get;list;watch;update;patch,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=kbsconfigs/status,verbs=get;update;patch,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=kbsconfigs/finalizers,verbs=update,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=get;list;watch,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch,namespace=trustee-operator-system
 
 // Reconcile brings the Trustee of one KbsConfig to its desired state.
 func (r *KbsConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -356,3 +356,7 @@ func Setup(mgr ctrl.Manager, ns string, images Images) error {
 		Recorder: mgr.GetEventRecorder("trusteeconfig-controller"), Namespace: ns}
 	return tr.SetupWithManager(mgr)
 }
+
+// Leader election (manager --leader-elect) uses a Lease in the operator's
+// namespace.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete,namespace=trustee-operator-system

@@ -48,10 +48,10 @@ type TrusteeConfigReconciler struct {
 	Rand interface{ Read([]byte) (int, error) }
 }
 
-// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=trusteeconfigs,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=trusteeconfigs/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=kbsconfigs,verbs=create;delete
-// +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=create;update;patch;delete
+// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=trusteeconfigs,verbs=get;list;watch;update;patch,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=trusteeconfigs/status,verbs=get;update;patch,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups=confidentialcontainers.org,resources=kbsconfigs,verbs=create;delete,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=create;update;patch;delete,namespace=trustee-operator-system
 
 // Reconcile generates the objects of one TrusteeConfig.
 func (r *TrusteeConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
