@@ -39,6 +39,7 @@ gover=$(go env GOVERSION); gover=${gover#go}
 
 if ! [ -x "$dir/kube-apiserver" ] || ! "$dir/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $KUBE_VERSION"; then
   say "building kube-apiserver $KUBE_VERSION (about 5 minutes on 2 cores)"
+  minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
   mkdir "$work/kas"
   gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
   {
@@ -50,7 +51,7 @@ if ! [ -x "$dir/kube-apiserver" ] || ! "$dir/kube-apiserver" --version 2>/dev/nu
   } > "$work/kas/go.mod"
   (cd "$work/kas" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" >&2 &&
     CGO_ENABLED=0 go build -trimpath -ldflags "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
-      -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${KUBE_VERSION#v1.}" \
+      -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
       -o "$dir/.kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
   mv "$dir/.kube-apiserver.tmp" "$dir/kube-apiserver"
 fi
