@@ -4,11 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +22,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -153,6 +160,129 @@ func TestOperatorTrusteeInPodman(t *testing.T) {
 	if got := read(g2); got["kbs:///default/llm/decryption-key"] != "the rotated key" {
 		t.Fatalf("after rotation: %v", got)
 	}
+
+	// The Restricted profile: HTTPS and a token signer, both from
+	// kubernetes.io/tls Secrets. The Permissive Trustee goes first (one
+	// Trustee per namespace); with no garbage collector in this control
+	// plane its KbsConfig is deleted explicitly, and its finalizer removes
+	// the Deployment.
+	if err := k.Delete(ctx, tc); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Delete(ctx, &v1alpha1.KbsConfig{ObjectMeta: metav1.ObjectMeta{Name: kcKey.Name, Namespace: kcKey.Namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, "the Permissive Deployment deleted", func() bool {
+		err := k.Get(ctx, types.NamespacedName{Namespace: controller.DefaultNamespace, Name: controller.DeploymentName}, &appsv1.Deployment{})
+		return apierrors.IsNotFound(err)
+	})
+	mustRun(t, dir, podman, "pod", "rm", "--force", pod)
+
+	httpsCert, httpsKey := selfSigned(t, "kbs", true)
+	tokenCert, tokenKey := selfSigned(t, "go-trustee e2e token signer", false)
+	for name, pair := range map[string][2][]byte{"https-tls": {httpsCert, httpsKey}, "token-tls": {tokenCert, tokenKey}} {
+		if err := k.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: controller.DefaultNamespace},
+			Type: corev1.SecretTypeTLS, Data: map[string][]byte{corev1.TLSCertKey: pair[0], corev1.TLSPrivateKeyKey: pair[1]}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	strict := &v1alpha1.TrusteeConfig{ObjectMeta: metav1.ObjectMeta{Name: "strict", Namespace: controller.DefaultNamespace},
+		Spec: v1alpha1.TrusteeConfigSpec{Profile: v1alpha1.ProfileRestricted,
+			HTTPSSpec:                        v1alpha1.HTTPSSpec{TLSSecretName: "https-tls"},
+			AttestationTokenVerificationSpec: v1alpha1.AttestationTokenVerificationSpec{TLSSecretName: "token-tls"}}}
+	if err := k.Create(ctx, strict); err != nil {
+		t.Fatal(err)
+	}
+	strictKey := types.NamespacedName{Namespace: controller.DefaultNamespace, Name: "strict-kbs-config"}
+	testwait.Until(t, "the Restricted KbsConfig", func() bool {
+		var kc v1alpha1.KbsConfig
+		if k.Get(ctx, strictKey, &kc) != nil {
+			return false
+		}
+		if !slices.Contains(kc.Spec.KbsSecretResources, "llm") {
+			kc.Spec.KbsSecretResources = append(kc.Spec.KbsSecretResources, "llm")
+		}
+		return k.Update(ctx, &kc) == nil
+	})
+	// The Restricted resource policy admits only affirming EAR
+	// submodules, which the sample TEE never is; the admin edits the
+	// generated policy (the operator keeps an edited policy) to admit it.
+	testwait.Until(t, "the resource policy edited", func() bool {
+		var cm corev1.ConfigMap
+		if k.Get(ctx, types.NamespacedName{Namespace: controller.DefaultNamespace, Name: "strict-resource-policy"}, &cm) != nil {
+			return false
+		}
+		cm.Data["resource-policy.rego"] = "package policy\nimport rego.v1\ndefault allow := false\nallow if data.plugin == \"resource\"\n"
+		return k.Update(ctx, &cm) == nil
+	})
+	dep3 := waitDeployment(t, k, func(d *appsv1.Deployment) bool {
+		c := d.Spec.Template.Spec.Containers[0]
+		return strings.Contains(d.Spec.Template.Annotations[controller.SecretVersionsAnnotation], "llm:") &&
+			c.ReadinessProbe.HTTPGet.Scheme == corev1.URISchemeHTTPS &&
+			strings.Contains(d.Spec.Template.Annotations[controller.ConfigMapVersionsAnnotation], "strict-resource-policy:")
+	})
+	pod = playTrustee(t, k, podman, filepath.Join(dir, "pod3"), dep3, port)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(httpsCert)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	httpsURL := "https://127.0.0.1:" + strconv.Itoa(port)
+	waitHealthyWith(t, hc, podman, pod, httpsURL)
+	if resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("the Restricted KBS answers plain HTTP")
+		}
+	}
+	g3 := filepath.Join(dir, "g3")
+	if err := os.Mkdir(g3, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	gs := startGuestStackTLS(t, g3, httpsURL, httpsCert)
+	c, err := cdh.NewClient("unix://" + gs.cdhSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, err := c.GetResource(ctx, "kbs:///default/llm/decryption-key")
+	if err != nil || string(b) != "the rotated key" {
+		t.Fatalf("Restricted: GetResource = %q, %v\n%s", b, err, podLogs(t, podman, pod))
+	}
+}
+
+// selfSigned returns a self-signed P-256 certificate and its PKCS #8 key
+// (PEM): for 127.0.0.1 when server, else a token signer.
+func selfSigned(t *testing.T, cn string, server bool) (certPEM, keyPEM []byte) {
+	t.Helper()
+	tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: cn}, BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign}
+	if server {
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
+	ck := newCert(t, tmpl, nil)
+	k8, err := x509.MarshalPKCS8PrivateKey(ck.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ck.der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k8})
+}
+
+// startGuestStackTLS is startGuestStack for an https KBS whose root CA
+// is caPEM (aa.toml token_configs.kbs.cert, cdh.toml kbc.kbs_cert).
+func startGuestStackTLS(t *testing.T, dir, kbsURL string, caPEM []byte) guestStack {
+	t.Helper()
+	g := guestStack{aaSock: filepath.Join(dir, "aa.sock"), cdhSock: filepath.Join(dir, "cdh.sock")}
+	aaCfg, cdhCfg := filepath.Join(dir, "aa.toml"), filepath.Join(dir, "cdh.toml")
+	if err := os.WriteFile(aaCfg, []byte(fmt.Sprintf("[token_configs.kbs]\nurl = %q\ncert = %q\n", kbsURL, caPEM)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cdhCfg, []byte(fmt.Sprintf("socket = %q\n[aa]\naa_socket = %q\n[kbc]\nname = \"cc_kbc\"\nurl = %q\nkbs_cert = %q\n",
+		"unix://"+g.cdhSock, "unix://"+g.aaSock, kbsURL, caPEM)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startDaemon(t, dir, socketReady(g.aaSock), bin.attestationAgent, "--attestation_sock", "unix://"+g.aaSock, "-c", aaCfg)
+	g.cdh = startDaemon(t, dir, socketReady(g.cdhSock), bin.confidentialDataHub, "-c", cdhCfg)
+	return g
 }
 
 // startOperator starts kube-apiserver and etcd with our CRDs and runs the
@@ -293,7 +423,9 @@ func playTrustee(t *testing.T, k client.Client, podman, dir string, dep *appsv1.
 			spec.Containers[ci].Ports[0].HostIP = "127.0.0.1"
 		}
 	}
-	name := "trustee-e2e"
+	// Unique per test process: two suites on one machine must not
+	// replace each other's pods.
+	name := fmt.Sprintf("trustee-e2e-%d", os.Getpid())
 	pod := corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: dep.Spec.Template.Labels,
@@ -316,10 +448,14 @@ func playTrustee(t *testing.T, k client.Client, podman, dir string, dep *appsv1.
 }
 
 func waitHealthy(t *testing.T, podman, pod, kbsURL string) {
+	waitHealthyWith(t, http.DefaultClient, podman, pod, kbsURL)
+}
+
+func waitHealthyWith(t *testing.T, hc *http.Client, podman, pod, kbsURL string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(kbsURL + "/healthz")
+		resp, err := hc.Get(kbsURL + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -168,11 +168,16 @@ func (r *TrusteeConfigReconciler) generate(ctx context.Context, tc *v1alpha1.Tru
 	}); err != nil {
 		return nil, err
 	}
+	// attestation-status has a fixed name, so several TrusteeConfigs (or an
+	// admin, as upstream's samples do) may provide it: one owned by someone
+	// else is used as it is, never taken over.
 	if err := r.ensureSecret(ctx, tc, AttestationStatusSecret, func(s *corev1.Secret) error {
 		s.Data["status"] = []byte("success")
 		return nil
 	}); err != nil {
-		return nil, err
+		if re, ok := asRefError(err); !ok || re.Reason != ReasonNotOwned {
+			return nil, err
+		}
 	}
 	copyKey := func(src *corev1.Secret, from, to string) func(*corev1.Secret) error {
 		return func(s *corev1.Secret) error {
