@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -486,9 +487,46 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("ibm se", func(t *testing.T) {
+		tc := &v1alpha1.TrusteeConfig{ObjectMeta: metav1.ObjectMeta{Name: "ibm", Namespace: testNS},
+			Spec: v1alpha1.TrusteeConfigSpec{IbmSE: &v1alpha1.IbmSETeeConfig{PVName: "ibmse-pv"}}}
+		k.create(t, tc)
+		eventually(t, "missing PersistentVolume reported", func() (bool, string) {
+			var cur v1alpha1.TrusteeConfig
+			if err := k.c.Get(ctx, client.ObjectKeyFromObject(tc), &cur); err != nil {
+				return false, err.Error()
+			}
+			c := meta.FindStatusCondition(cur.Status.Conditions, ConditionDegraded)
+			return c != nil && c.Reason == ReasonMissingReference && strings.Contains(c.Message, "PersistentVolume ibmse-pv"), cur.Status.StatusDescription
+		})
+		k.create(t, &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "ibmse-pv"}, Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("100Mi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadOnlyMany},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/opt/confidential-containers/ibmse"}}}})
+		// The PersistentVolume is not watched: the back-off retry finds it.
+		var kc v1alpha1.KbsConfig
+		eventually(t, "claim and KbsConfig", func() (bool, string) {
+			var pvc corev1.PersistentVolumeClaim
+			if err := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: "ibm-ibmse-certstore-pvc"}, &pvc); err != nil {
+				return false, err.Error()
+			}
+			if pvc.Spec.VolumeName != "ibmse-pv" || !metav1.IsControlledBy(&pvc, tc) {
+				return false, "claim not bound to the PV"
+			}
+			err := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: "ibm-kbs-config"}, &kc)
+			return err == nil && kc.Spec.IbmSEConfigSpec.CertStorePvc == pvc.Name, fmt.Sprint(err)
+		})
+		if kc.Spec.KbsAttestationPolicyConfigMapName != "" {
+			t.Error("IBM SE: CPU attestation policy referenced")
+		}
+		if err := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: "ibm-attestation-policy-cpu"}, &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
+			t.Errorf("IBM SE: CPU policy ConfigMap generated: %v", err)
+		}
+	})
+
 	t.Run("our manifests are accepted", func(t *testing.T) {
 		root := filepath.Join("..", "..", "config")
-		for _, f := range []string{"rbac/service_account.yaml", "rbac/role.yaml", "rbac/role_binding.yaml", "manager/manager.yaml", "samples/trusteeconfig_sample.yaml"} {
+		for _, f := range []string{"rbac/service_account.yaml", "rbac/role.yaml", "rbac/role_binding.yaml", "rbac/cluster_role_binding.yaml", "manager/manager.yaml", "samples/trusteeconfig_sample.yaml"} {
 			b, err := os.ReadFile(filepath.Join(root, f))
 			if err != nil {
 				t.Fatal(err)

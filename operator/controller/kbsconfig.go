@@ -353,7 +353,7 @@ func Setup(mgr ctrl.Manager, ns string, images Images) error {
 		return err
 	}
 	tr := &TrusteeConfigReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("trusteeconfig-controller"), Namespace: ns}
+		Recorder: mgr.GetEventRecorder("trusteeconfig-controller"), Namespace: ns, APIReader: mgr.GetAPIReader()}
 	return tr.SetupWithManager(mgr)
 }
 

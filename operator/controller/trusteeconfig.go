@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -46,12 +47,17 @@ type TrusteeConfigReconciler struct {
 	Namespace string
 	// Rand is the entropy of generated keys (crypto/rand when nil).
 	Rand interface{ Read([]byte) (int, error) }
+	// APIReader reads cluster-scoped objects (the IBM SE PersistentVolume)
+	// uncached, so the operator needs only "get" on them; nil uses Client.
+	APIReader client.Reader
 }
 
 // +kubebuilder:rbac:groups=confidentialcontainers.org,resources=trusteeconfigs,verbs=get;list;watch;update;patch,namespace=trustee-operator-system
 // +kubebuilder:rbac:groups=confidentialcontainers.org,resources=trusteeconfigs/status,verbs=get;update;patch,namespace=trustee-operator-system
 // +kubebuilder:rbac:groups=confidentialcontainers.org,resources=kbsconfigs,verbs=create;delete,namespace=trustee-operator-system
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=create;update;patch;delete,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;update;patch,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get
 
 // Reconcile generates the objects of one TrusteeConfig.
 func (r *TrusteeConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -123,6 +129,12 @@ func (r *TrusteeConfigReconciler) generate(ctx context.Context, tc *v1alpha1.Tru
 	cfg, err := renderKbsConfig(tc)
 	if err != nil {
 		return nil, refErr(ReasonInvalidSpec, "%v", err)
+	}
+	pvc := ""
+	if tc.Spec.IbmSE != nil {
+		if pvc, err = r.ensureIBMSEClaim(ctx, tc); err != nil {
+			return nil, err
+		}
 	}
 
 	// kbs-config.toml: created from the template; on update only the TLS
@@ -224,6 +236,9 @@ func (r *TrusteeConfigReconciler) generate(ctx context.Context, tc *v1alpha1.Tru
 		if token != nil {
 			s.KbsAttestationKeySecretName, s.KbsAttestationCertSecretName = names["ak"], names["ac"]
 		}
+		if pvc != "" {
+			s.IbmSEConfigSpec.CertStorePvc = pvc
+		}
 		if !contains(s.KbsSecretResources, AttestationStatusSecret) {
 			s.KbsSecretResources = append(s.KbsSecretResources, AttestationStatusSecret)
 		}
@@ -237,6 +252,45 @@ func (r *TrusteeConfigReconciler) generate(ctx context.Context, tc *v1alpha1.Tru
 		return nil
 	})
 	return kc, err
+}
+
+// ensureIBMSEClaim creates N-ibmse-certstore-pvc, bound to the
+// administrator's PersistentVolume ibmSE.pvName (which must exist), and
+// returns its name. An existing claim bound elsewhere is reported.
+func (r *TrusteeConfigReconciler) ensureIBMSEClaim(ctx context.Context, tc *v1alpha1.TrusteeConfig) (string, error) {
+	pvName := tc.Spec.IbmSE.PVName
+	if pvName == "" {
+		return "", refErr(ReasonInvalidSpec, "ibmSE.pvName must name the PersistentVolume with the IBM SE certificates and keys")
+	}
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	if err := reader.Get(ctx, client.ObjectKey{Name: pvName}, &corev1.PersistentVolume{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", refErr(ReasonMissingReference, "PersistentVolume %s (ibmSE.pvName) does not exist; the administrator creates it before the TrusteeConfig", pvName)
+		}
+		return "", err
+	}
+	name := tc.Name + "-ibmse-certstore-pvc"
+	claim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: tc.Namespace}}
+	_, err := r.createOrUpdateOwned(ctx, tc, claim, func(created bool) error {
+		if !created {
+			if claim.Spec.VolumeName != pvName {
+				return refErr(ReasonInvalidReference, "PersistentVolumeClaim %s is bound to %q, not ibmSE.pvName %q", name, claim.Spec.VolumeName, pvName)
+			}
+			return nil // a claim's spec is immutable once bound
+		}
+		empty := ""
+		claim.Spec = corev1.PersistentVolumeClaimSpec{
+			StorageClassName: &empty,
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadOnlyMany},
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("100Mi")}},
+			VolumeName:       pvName,
+		}
+		return nil
+	})
+	return name, err
 }
 
 func contains(list []string, s string) bool {
@@ -419,6 +473,7 @@ func (r *TrusteeConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&v1alpha1.KbsConfig{}).
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.Secret{}).
+		Owns(&corev1.PersistentVolumeClaim{}).
 		Watches(&corev1.Secret{}, tlsRefs, builder.WithPredicates(inNamespace)).
 		Complete(r)
 }
