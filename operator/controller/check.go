@@ -13,6 +13,7 @@ import (
 	"github.com/go-trustee/go-trustee/kbs"
 	"github.com/go-trustee/go-trustee/operator/api/v1alpha1"
 	"github.com/go-trustee/go-trustee/resourcepolicy"
+	"github.com/go-trustee/go-trustee/storage/backends"
 )
 
 // refError is a referenced object that is missing or unusable: the
@@ -125,6 +126,14 @@ func (r *KbsConfigReconciler) check(ctx context.Context, kc *v1alpha1.KbsConfig)
 	}
 	if err != nil {
 		return nil, refErr(ReasonInvalidReference, "ConfigMap %s/%s: %s is refused by the KBS: %v", ns, s.KbsConfigMapName, KbsConfigKey, err)
+	}
+	if ss := s.KbsSharedStore; ss != nil {
+		// The replicas share what the KBS stores only if its storage is
+		// the shared database the spec names.
+		if t, _ := backends.NormalizeType(parsed.StorageBackend.StorageType); t != string(ss.Type) {
+			return nil, refErr(ReasonInvalidReference, "kbsSharedStore is %s, but %s in ConfigMap %s/%s has storage_backend.storage_type %q: set it to %q (the connection URL comes from Secret %s)",
+				ss.Type, KbsConfigKey, ns, s.KbsConfigMapName, parsed.StorageBackend.StorageType, ss.Type, ss.SecretName)
+		}
 	}
 	if _, err := cm(s.KbsRvpsRefValuesConfigMapName, referenceValueFile, "kbsRvpsRefValuesConfigMapName", false); err != nil {
 		return nil, err

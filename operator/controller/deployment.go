@@ -151,10 +151,21 @@ func (d *desired) env() []corev1.EnvVar {
 	}
 	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
 	if ss := d.kc.Spec.KbsSharedStore; ss != nil {
-		env = append(env, corev1.EnvVar{Name: sharedStoreEnv, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		env = append(env, corev1.EnvVar{Name: sharedStoreEnv(ss.Type), ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: ss.SecretName}, Key: SharedStoreKey}}})
 	}
 	return env
+}
+
+// sharedStoreEnv is the variable through which the KBS's Redis or
+// PostgreSQL backend takes its connection URL (storage/backends: REDIS_URL
+// and POSTGRES_URL override the configured connection), so the URL and its
+// password stay in the Secret and never reach a ConfigMap.
+func sharedStoreEnv(t v1alpha1.SharedStoreType) string {
+	if t == v1alpha1.SharedStorePostgres {
+		return "POSTGRES_URL"
+	}
+	return "REDIS_URL"
 }
 
 // restricted is the containers' security context: no privilege

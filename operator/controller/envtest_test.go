@@ -374,6 +374,49 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		if d, _ := k.deployment(t); *d.Spec.Replicas != 1 {
 			t.Error("replicas applied without a shared store")
 		}
+		// A shared store while kbs-config.toml still stores on LocalFs:
+		// refused, with what to change.
+		k.create(t, secret("redis-url", map[string]string{SharedStoreKey: "redis://:pw@redis.example:6379/0"}))
+		updateKC := func(mut func(*v1alpha1.KbsConfig)) {
+			t.Helper()
+			if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				var cur v1alpha1.KbsConfig
+				if err := k.c.Get(ctx, client.ObjectKeyFromObject(kc), &cur); err != nil {
+					return err
+				}
+				mut(&cur)
+				return k.c.Update(ctx, &cur)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		updateKC(func(c *v1alpha1.KbsConfig) {
+			c.Spec.KbsSharedStore = &v1alpha1.KbsSharedStoreSpec{Type: v1alpha1.SharedStoreRedis, SecretName: "redis-url"}
+		})
+		k.waitDegraded(t, kc.Name, ReasonInvalidSpec, "need kbsAttestationKeySecretName")
+		k.create(t, secret("token-key", map[string]string{TokenKeyKey: "k"}), secret("token-cert", map[string]string{TokenCertKey: "c"}))
+		updateKC(func(c *v1alpha1.KbsConfig) {
+			c.Spec.KbsAttestationKeySecretName, c.Spec.KbsAttestationCertSecretName = "token-key", "token-cert"
+		})
+		k.waitDegraded(t, kc.Name, ReasonInvalidReference, `set it to "Redis"`)
+		if err := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: "kbs-config"}, &kcfg); err != nil {
+			t.Fatal(err)
+		}
+		kcfg.Data[KbsConfigKey] = strings.Replace(permissiveConfig(t), `storage_type = "LocalFs"`, `storage_type = "Redis"`, 1)
+		if err := k.c.Update(ctx, &kcfg); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "two replicas on the shared store", func() (bool, string) {
+			d, _ := k.deployment(t)
+			var url *corev1.EnvVarSource
+			for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+				if e.Name == "REDIS_URL" {
+					url = e.ValueFrom
+				}
+			}
+			return *d.Spec.Replicas == 2 && url != nil && url.SecretKeyRef.Name == "redis-url" && url.SecretKeyRef.Key == SharedStoreKey,
+				fmt.Sprintf("replicas %d", *d.Spec.Replicas)
+		})
 
 		// Deletion: the finalizer deletes the Deployment.
 		if err := k.c.Delete(ctx, kc); err != nil {

@@ -55,7 +55,6 @@ const (
 	TokenKeyKey     = "token.key"
 	TokenCertKey    = "token.crt"
 	SharedStoreKey  = "url"
-	sharedStoreEnv  = "KBS_SHARED_STORE_URL"
 	kbsCommand      = "/usr/local/bin/kbs"
 	asCommand       = "/usr/local/bin/grpc-as"
 	rvpsCommand     = "/usr/local/bin/rvps"

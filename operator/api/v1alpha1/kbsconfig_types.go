@@ -101,9 +101,9 @@ type KbsSharedStoreSpec struct {
 	// +kubebuilder:validation:Enum=Redis;Postgres
 	Type SharedStoreType `json:"type"`
 	// SecretName names a Secret in the KbsConfig's namespace whose key
-	// "url" is the connection URL (redis://... or postgres://...). It is
-	// passed to the pods through the environment, never written to a
-	// ConfigMap.
+	// "url" is the connection URL (redis://... or postgres://...). It
+	// reaches the pods as REDIS_URL or POSTGRES_URL, never a ConfigMap;
+	// kbs-config.toml must set storage_backend.storage_type to Type.
 	// +kubebuilder:validation:MinLength=1
 	SecretName string `json:"secretName"`
 }
