@@ -81,6 +81,11 @@ func ParseResourceURI(s string) (ResourceURI, error) {
 	if u.Plugin == DefaultPlugin && len(u.Path) != 3 {
 		return ResourceURI{}, fmt.Errorf("%w: resource path must be <repo>/<type>/<tag>, got %d segments", ErrInvalidResourceURI, len(u.Path))
 	}
+	// The bound holds for the canonical form too (a bare path gains its
+	// "kbs://" scheme), so every accepted URI re-parses from String().
+	if n := len(u.String()); n > maxURILen {
+		return ResourceURI{}, fmt.Errorf("%w: longer than %d bytes as a kbs:// URI (%d)", ErrInvalidResourceURI, maxURILen, n)
+	}
 	return u, nil
 }
 
