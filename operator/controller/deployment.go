@@ -171,13 +171,16 @@ func sharedStoreEnv(t v1alpha1.SharedStoreType) string {
 // restricted is the containers' security context: no privilege
 // escalation, no capabilities, the runtime's default seccomp profile, and a
 // non-root user (every image of ours runs as 65532).
-func restricted() *corev1.SecurityContext {
-	return &corev1.SecurityContext{
+func restricted(nonRoot bool) *corev1.SecurityContext {
+	sc := &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr(false),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		RunAsNonRoot:             ptr(true),
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
+	if nonRoot {
+		sc.RunAsNonRoot = ptr(true)
+	}
+	return sc
 }
 
 func healthProbe(https bool, delay, period int32) *corev1.Probe {
@@ -196,7 +199,7 @@ func healthProbe(https bool, delay, period int32) *corev1.Probe {
 func (d *desired) deployment(namespace string) *appsv1.Deployment {
 	v := d.volumes()
 	env := d.env()
-	sc := restricted()
+	sc := restricted(!d.images.AllowRootImages)
 	micro := deploymentType(d.kc) == v1alpha1.DeploymentTypeMicroservices
 	image := d.images.KBS
 	if micro {
@@ -262,7 +265,7 @@ func (d *desired) deployment(namespace string) *appsv1.Deployment {
 						Image:           d.images.Operator,
 						Command:         []string{converterBinary},
 						VolumeMounts:    converterMounts,
-						SecurityContext: sc,
+						SecurityContext: restricted(true), // the operator image, always ours
 					}},
 					Containers: containers,
 					Volumes:    v.volumes,

@@ -64,8 +64,16 @@ func TestDeploymentAllInOne(t *testing.T) {
 		t.Error("probes")
 	}
 	sc := kbs.SecurityContext
-	if *sc.AllowPrivilegeEscalation || sc.Capabilities.Drop[0] != "ALL" || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+	if *sc.AllowPrivilegeEscalation || sc.Capabilities.Drop[0] != "ALL" || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault || !*sc.RunAsNonRoot {
 		t.Error("security context")
+	}
+	// Upstream's root-running images: runAsNonRoot left off the Trustee
+	// containers only.
+	d.images.AllowRootImages = true
+	rootPod := d.deployment("ns").Spec.Template.Spec
+	if rootPod.Containers[0].SecurityContext.RunAsNonRoot != nil || !*rootPod.InitContainers[0].SecurityContext.RunAsNonRoot ||
+		*rootPod.Containers[0].SecurityContext.AllowPrivilegeEscalation {
+		t.Error("KBS_ALLOW_ROOT_IMAGES security contexts")
 	}
 	want := map[string][2]string{
 		"kbs-config":             {"/etc/kbs-config", ""},

@@ -71,6 +71,10 @@ type Images struct {
 	AS               string
 	RVPS             string
 	Operator         string
+	// AllowRootImages leaves runAsNonRoot off the Trustee containers, for
+	// images that run as root (upstream's published KBS, AS and RVPS
+	// images do). Env KBS_ALLOW_ROOT_IMAGES=true; ours run as 65532.
+	AllowRootImages bool
 }
 
 // ImagesFromEnv reads Images with getenv (os.Getenv in production).
@@ -89,5 +93,6 @@ func ImagesFromEnv(getenv func(string) string) Images {
 		AS:               or("AS_IMAGE_NAME", "ghcr.io/confidential-containers/attestation-service:latest"),
 		RVPS:             or("RVPS_IMAGE_NAME", "ghcr.io/confidential-containers/reference-value-provider-service:latest"),
 		Operator:         getenv("OPERATOR_IMAGE_NAME"),
+		AllowRootImages:  getenv("KBS_ALLOW_ROOT_IMAGES") == "true",
 	}
 }
