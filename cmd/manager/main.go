@@ -18,8 +18,6 @@ import (
 	"io"
 	"os"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/go-trustee/go-trustee/operator/api/v1alpha1"
 	"github.com/go-trustee/go-trustee/operator/controller"
 )
 
@@ -59,11 +56,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if ns == "" {
 		ns = controller.DefaultNamespace
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := controller.NewScheme()
+	if err != nil {
 		return err
 	}
 	cfg, err := ctrl.GetConfig()

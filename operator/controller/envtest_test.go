@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -64,11 +64,8 @@ func startCluster(t *testing.T) *cluster {
 			t.Errorf("stopping the control plane: %v", err)
 		}
 	})
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := NewScheme()
+	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
@@ -278,7 +275,7 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 			return err == nil && metav1.IsControlledBy(&svc, kc) && svc.Spec.Ports[0].Port == KBSPort, fmt.Sprint(err)
 		})
 		get := k.condition(t, kc.Name, ConditionReady)
-		if c, cur := get(); c == nil || c.Status != metav1.ConditionFalse || cur.Status.IsReady || !controllerutilHasFinalizer(cur) {
+		if c, cur := get(); c == nil || c.Status != metav1.ConditionFalse || cur.Status.IsReady || !controllerutil.ContainsFinalizer(cur, KbsFinalizer) {
 			t.Errorf("before any pod is ready: %+v", c)
 		}
 
@@ -449,7 +446,7 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 			return err == nil, "absent"
 		})
 		if kc.Spec.KbsEnvVars["RUST_LOG"] != "debug" || kc.Spec.KbsConfigMapName != names["kbs"] || kc.Spec.KbsAuthSecretName != names["auth"] ||
-			!contains(kc.Spec.KbsSecretResources, AttestationStatusSecret) || *kc.Spec.KbsDeploymentSpec.Replicas != 1 {
+			!slices.Contains(kc.Spec.KbsSecretResources, AttestationStatusSecret) || *kc.Spec.KbsDeploymentSpec.Replicas != 1 {
 			t.Errorf("generated KbsConfig: %+v", kc.Spec)
 		}
 		for _, n := range []string{names["kbs"], names["rp"], names["rv"], names["cpu"], names["gpu"]} {
@@ -649,13 +646,4 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		k.create(t, kc)
 		k.waitDegraded(t, kc.Name, ReasonInvalidReference, "mixes keys of several configuration generations")
 	})
-}
-
-func controllerutilHasFinalizer(kc *v1alpha1.KbsConfig) bool {
-	for _, f := range kc.Finalizers {
-		if f == KbsFinalizer {
-			return true
-		}
-	}
-	return false
 }

@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -343,6 +344,19 @@ func (r *KbsConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(mapRefs(false)), builder.WithPredicates(inNamespace)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(mapRefs(true)), builder.WithPredicates(inNamespace)).
 		Complete(r)
+}
+
+// NewScheme returns a scheme with the Kubernetes built-in kinds and the
+// operator's: what the manager, its tests and the e2e suite all use.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Setup registers both reconcilers with mgr for namespace ns.

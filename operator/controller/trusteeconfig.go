@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -239,7 +240,7 @@ func (r *TrusteeConfigReconciler) generate(ctx context.Context, tc *v1alpha1.Tru
 		if pvc != "" {
 			s.IbmSEConfigSpec.CertStorePvc = pvc
 		}
-		if !contains(s.KbsSecretResources, AttestationStatusSecret) {
+		if !slices.Contains(s.KbsSecretResources, AttestationStatusSecret) {
 			s.KbsSecretResources = append(s.KbsSecretResources, AttestationStatusSecret)
 		}
 		if created {
@@ -291,15 +292,6 @@ func (r *TrusteeConfigReconciler) ensureIBMSEClaim(ctx context.Context, tc *v1al
 		return nil
 	})
 	return name, err
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (r *TrusteeConfigReconciler) tlsSecret(ctx context.Context, ns, name, what string) (*corev1.Secret, error) {
