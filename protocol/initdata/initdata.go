@@ -58,7 +58,8 @@ func Parse(doc []byte) (*Document, error) {
 		Algorithm *string            `toml:"algorithm"`
 		Data      *map[string]string `toml:"data"`
 	}
-	if _, err := toml.Decode(string(doc), &raw); err != nil {
+	md, err := toml.Decode(string(doc), &raw)
+	if err != nil {
 		return nil, fmt.Errorf("%w: parse TOML structured data: %v", ErrInvalid, err)
 	}
 	for _, f := range []struct {
@@ -68,6 +69,11 @@ func Parse(doc []byte) (*Document, error) {
 		if f.missing {
 			return nil, fmt.Errorf("%w: parse TOML structured data: missing field `%s`", ErrInvalid, f.name)
 		}
+	}
+	// The decoder fills a map from an empty array ("data = []", "[[data]]")
+	// with nil; upstream's serde refuses any [data] that is not a table.
+	if t := md.Type("data"); t != "Hash" {
+		return nil, fmt.Errorf("%w: parse TOML structured data: invalid type for `data`: %s, expected a table", ErrInvalid, strings.ToLower(t))
 	}
 	alg := protocol.HashAlgorithm(*raw.Algorithm)
 	switch alg {
