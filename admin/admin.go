@@ -26,6 +26,11 @@
 //     EdDSA token must verify with auth_public_key (exp checked if present).
 //   - A configuration without any of these keys is refused by New, as
 //     upstream refuses a configuration without authorization_mode.
+//   - Refusals (*Error) carry upstream's text first: "Admin access
+//     denied: " followed by ReasonNoIssuer, ReasonDenyAll,
+//     ReasonMissingRole or ReasonRoleNotAllowed, or "Failed to parse HTTP
+//     Auth Bearer header"; what we add (and, for the legacy formats, that
+//     release's wording) comes after.
 //   - Hardening beyond upstream: request paths with dot segments or encoded
 //     slashes are refused before any ACL match, so a regex over raw URIs
 //     cannot be walked around with "..".
@@ -100,6 +105,7 @@ type Authorizer struct {
 	acls      []acl // current generation, in order
 	// v0.16–v0.20
 	anonymous bool // type = InsecureAllowAll: no token, principal Anonymous
+	legacy    bool // v0.16–v0.20 type = DenyAll: refusals also carry that release's text
 	personas  []persona
 	roles     map[string]*regexp.Regexp
 	// v0.15
@@ -250,7 +256,7 @@ func (a *Authorizer) initV2(cfg Config) error {
 	}
 	switch cfg.Type {
 	case TypeDenyAll:
-		a.kind, a.mode = kindDenyAll, "DenyAll (legacy type)"
+		a.kind, a.mode, a.legacy = kindDenyAll, "DenyAll (legacy type)", true
 		return nil
 	case TypeInsecureAllowAll:
 		a.kind, a.mode, a.anonymous = kindPersonas, "InsecureAllowAll (INSECURE, legacy type)", true
@@ -336,14 +342,18 @@ func compileEndpoint(expr string) (*regexp.Regexp, error) {
 func (a *Authorizer) Mode() string { return a.mode }
 
 // Authorize decides an admin request and returns its principal (role,
-// persona ID, or "Anonymous") for audit logs. Errors match
+// persona ID, or "Anonymous") for audit logs. A refusal is an *Error whose
+// text starts with upstream's (see Error), and matches
 // ErrUnauthenticated, ErrForbidden or ErrAdminDenied.
 func (a *Authorizer) Authorize(r *http.Request) (string, error) {
 	switch a.kind {
 	case kindAllowAll:
 		return PrincipalAnonymous, nil
 	case kindDenyAll:
-		return "", ErrAdminDenied
+		if a.legacy {
+			return "", denied(ErrAdminDenied, ReasonDenyAll, legacyDisabled, nil)
+		}
+		return "", denied(ErrAdminDenied, ReasonDenyAll, "", nil)
 	case kindBearer:
 		return a.authorizeBearer(r)
 	case kindPersonas:
@@ -354,11 +364,11 @@ func (a *Authorizer) Authorize(r *http.Request) (string, error) {
 			return "", err
 		}
 		if err := verifyEdDSA(raw, a.legacyKey, a.now(), false); err != nil {
-			return "", fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+			return "", denied(ErrUnauthenticated, ReasonNoIssuer, legacyKeyText, err)
 		}
 		return principalLegacyKey, nil
 	}
-	return "", ErrAdminDenied
+	return "", denied(ErrAdminDenied, ReasonDenyAll, "", nil)
 }
 
 func (a *Authorizer) authorizeBearer(r *http.Request) (string, error) {
@@ -368,13 +378,18 @@ func (a *Authorizer) authorizeBearer(r *http.Request) (string, error) {
 	}
 	tok, err := jwt.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		return "", denied(ErrUnauthenticated, ReasonNoIssuer, "", err)
 	}
 	var claims map[string]any
 	for _, p := range a.providers {
 		c, err := p.verify(r.Context(), tok, a.now())
 		if err != nil {
 			continue
+		}
+		// As upstream, a token some provider's key verifies must carry a
+		// role, whatever its issuer and audience.
+		if _, ok := c["role"].(string); !ok {
+			return "", denied(ErrForbidden, ReasonMissingRole, "", nil)
 		}
 		if p.issuer != "" {
 			if iss, _ := c["iss"].(string); iss != p.issuer {
@@ -388,22 +403,19 @@ func (a *Authorizer) authorizeBearer(r *http.Request) (string, error) {
 		break
 	}
 	if claims == nil {
-		return "", fmt.Errorf("%w: the token cannot be verified with any identity provider", ErrUnauthenticated)
+		return "", denied(ErrUnauthenticated, ReasonNoIssuer, "", nil)
 	}
-	role, ok := claims["role"].(string)
-	if !ok {
-		return "", fmt.Errorf("%w: the token has no string role claim", ErrForbidden)
-	}
+	role := claims["role"].(string) // checked above
 	uri, err := requestURI(r)
 	if err != nil {
-		return role, err
+		return role, denied(ErrForbidden, ReasonRoleNotAllowed(role, rawURI(r)), err.Error(), nil)
 	}
 	for _, rule := range a.acls {
 		if rule.role == role && rule.re.MatchString(uri) {
 			return role, nil
 		}
 	}
-	return role, fmt.Errorf("%w: role %q may not use %s", ErrForbidden, role, uri)
+	return role, denied(ErrForbidden, ReasonRoleNotAllowed(role, uri), "", nil)
 }
 
 // verify checks tok against one identity provider as upstream's
@@ -469,7 +481,7 @@ func (a *Authorizer) authorizePersonas(r *http.Request) (string, error) {
 			}
 		}
 		if principal == "" {
-			return "", fmt.Errorf("%w: the token cannot be verified for any admin persona", ErrUnauthenticated)
+			return "", denied(ErrUnauthenticated, ReasonNoIssuer, legacyPersonaText, nil)
 		}
 	}
 	if len(a.roles) == 0 {
@@ -477,12 +489,12 @@ func (a *Authorizer) authorizePersonas(r *http.Request) (string, error) {
 	}
 	uri, err := requestURI(r)
 	if err != nil {
-		return principal, err
+		return principal, denied(ErrForbidden, ReasonRoleNotAllowed(principal, rawURI(r)), err.Error()+" ("+legacyPersonaText+")", nil)
 	}
 	if re, ok := a.roles[principal]; ok && re.MatchString(uri) {
 		return principal, nil
 	}
-	return principal, fmt.Errorf("%w: role %q may not use %s", ErrForbidden, principal, uri)
+	return principal, denied(ErrForbidden, ReasonRoleNotAllowed(principal, uri), legacyPersonaText, nil)
 }
 
 func verifyEdDSA(raw string, key ed25519.PublicKey, now time.Time, requireExp bool) error {
@@ -506,45 +518,51 @@ func bearerToken(r *http.Request) (string, error) {
 	vals := r.Header.Values("Authorization")
 	switch len(vals) {
 	case 0:
-		return "", fmt.Errorf("%w: no Authorization header", ErrUnauthenticated)
+		return "", badHeader("no Authorization header")
 	case 1:
 	default:
-		return "", fmt.Errorf("%w: several Authorization headers", ErrUnauthenticated)
+		return "", badHeader("several Authorization headers")
 	}
 	v := vals[0]
 	if len(v) > limits.MaxTokenBytes+64 {
-		return "", fmt.Errorf("%w: Authorization header too large", ErrUnauthenticated)
+		return "", badHeader("Authorization header too large")
 	}
 	scheme, tok, ok := strings.Cut(v, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", fmt.Errorf("%w: Authorization is not a Bearer token", ErrUnauthenticated)
+		return "", badHeader("Authorization is not a Bearer token")
 	}
 	tok = strings.TrimSpace(tok)
 	if tok == "" || strings.ContainsAny(tok, " \t") {
-		return "", fmt.Errorf("%w: malformed Bearer token", ErrUnauthenticated)
+		return "", badHeader("malformed Bearer token")
 	}
 	return tok, nil
 }
 
-// requestURI returns the request target as received (path and query), the
-// string upstream matches ACLs against, refusing non-canonical paths.
-func requestURI(r *http.Request) (string, error) {
-	uri := r.RequestURI
-	if uri == "" {
-		uri = r.URL.RequestURI()
+// rawURI returns the request target as received (path and query), the
+// string upstream matches ACLs against and names in its refusals.
+func rawURI(r *http.Request) string {
+	if r.RequestURI != "" {
+		return r.RequestURI
 	}
+	return r.URL.RequestURI()
+}
+
+// requestURI returns rawURI, refusing non-canonical paths (the error says
+// why).
+func requestURI(r *http.Request) (string, error) {
+	uri := rawURI(r)
 	p, _, _ := strings.Cut(uri, "?")
 	lower := strings.ToLower(p)
 	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(p, `\`) {
-		return "", fmt.Errorf("%w: encoded slash in request path", ErrForbidden)
+		return "", errors.New("encoded slash in request path")
 	}
 	dec, err := url.PathUnescape(p)
 	if err != nil {
-		return "", fmt.Errorf("%w: malformed request path", ErrForbidden)
+		return "", errors.New("malformed request path")
 	}
 	for _, seg := range strings.Split(dec, "/") {
 		if seg == "." || seg == ".." {
-			return "", fmt.Errorf("%w: dot segment in request path", ErrForbidden)
+			return "", errors.New("dot segment in request path")
 		}
 	}
 	return uri, nil

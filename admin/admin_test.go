@@ -741,6 +741,13 @@ func FuzzAuthorizeRequest(f *testing.F) {
 			if p != "writer" || !strings.HasPrefix(uri, "/kbs/v0/resource/") || strings.Contains(uri, "..") {
 				t.Fatalf("authorized %q as %q", uri, p)
 			}
+			return
+		}
+		// Every refusal carries upstream's text first.
+		var e *Error
+		if !errors.As(err, &e) || !strings.HasPrefix(err.Error(), e.Upstream()) ||
+			!(strings.HasPrefix(err.Error(), accessDeniedPrefix) || strings.HasPrefix(err.Error(), textParseHeader)) {
+			t.Fatalf("refusal %q (%T) does not start with upstream's text", err, err)
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/go-trustee/go-trustee/internal/testvectors"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/protocol/initdata"
+	"github.com/go-trustee/go-trustee/rvps"
 	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/storage/memory"
 	"github.com/go-trustee/go-trustee/storage/storagetest"
@@ -931,8 +933,31 @@ func TestConfigResolve(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(context.Background(), Config{RVPS: rvpsGrpc()}, Options{Store: storagetest.NewFaulty(memory.New())}); !errors.Is(err, ErrInvalidConfig) {
-		t.Errorf("GrpcRemote RVPS: %v, want ErrInvalidConfig", err)
+	bad := rvpsGrpc()
+	bad.Address = "ftp://127.0.0.1:50003"
+	if _, err := New(context.Background(), Config{RVPS: bad}, Options{Store: storagetest.NewFaulty(memory.New())}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("GrpcRemote RVPS at %s: %v, want ErrInvalidConfig", bad.Address, err)
+	}
+}
+
+// A remote RVPS that is down does not stop the AS from starting; its
+// queries fail with rvps.ErrUnavailable within their deadline.
+func TestRemoteRVPSDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := rvpsGrpc()
+	cfg.Address = "http://" + addr
+	s, err := New(context.Background(), Config{RVPS: cfg}, Options{Store: storagetest.NewFaulty(memory.New())})
+	if err != nil {
+		t.Fatalf("New with an RVPS that is down: %v", err)
+	}
+	defer s.Close()
+	if _, _, err := s.RVPS().Query(context.Background(), "x"); !errors.Is(err, rvps.ErrUnavailable) {
+		t.Errorf("Query = %v, want rvps.ErrUnavailable", err)
 	}
 }
 

@@ -89,7 +89,7 @@ type compiledPolicy struct {
 // unchanged policy is never recompiled.
 type policyEngine struct {
 	store storage.Store
-	rvps  *rvps.Service
+	rvps  rvps.Provider
 	log   *slog.Logger
 
 	mu    sync.Mutex
@@ -103,7 +103,7 @@ type cacheEntry struct {
 	cp   *compiledPolicy
 }
 
-func newPolicyEngine(store storage.Store, rv *rvps.Service, log *slog.Logger) *policyEngine {
+func newPolicyEngine(store storage.Store, rv rvps.Provider, log *slog.Logger) *policyEngine {
 	return &policyEngine{store: store, rvps: rv, log: log, cache: map[[32]byte]*list.Element{}, lru: list.New()}
 }
 

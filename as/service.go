@@ -20,6 +20,7 @@ import (
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/rvps"
+	"github.com/go-trustee/go-trustee/rvps/rvpsgrpc"
 	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/verifier"
 	"github.com/go-trustee/go-trustee/verifier/sample"
@@ -77,6 +78,13 @@ type Options struct {
 	Rand io.Reader
 	// Logger receives operational logs; nothing is logged when nil.
 	Logger *slog.Logger
+	// RVPSStore holds the reference values of a built-in RVPS when
+	// rvps_config.storage_type names another backend than Store's; nil
+	// means Store.
+	RVPSStore storage.Store
+	// RVPS, when set, is the reference value provider, whatever
+	// rvps_config says (tests, embedding). The Service does not close it.
+	RVPS rvps.Provider
 }
 
 // RuntimeData is what the evidence's report data must bind: exactly one of
@@ -117,7 +125,8 @@ type ChallengeGenerator interface {
 // Service is the Attestation Service.
 type Service struct {
 	store     storage.Store
-	rvps      *rvps.Service
+	rvps      rvps.Provider
+	closeRVPS func() error
 	verifiers *verifier.Registry
 	engine    *policyEngine
 	signer    *signer
@@ -157,12 +166,13 @@ func New(ctx context.Context, cfg Config, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	rv, err := rvps.New(opts.Store, rvps.Options{Now: now, Config: cfg.RVPS})
+	rv, closeRVPS, err := openRVPS(ctx, cfg.RVPS, opts, now, log)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return nil, err
 	}
 	sig, err := newSigner(settings.signer, rnd)
 	if err != nil {
+		closeRVPS()
 		return nil, err
 	}
 	if sig.ephemeral {
@@ -177,6 +187,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Service, error) {
 	s := &Service{
 		store:     opts.Store,
 		rvps:      rv,
+		closeRVPS: closeRVPS,
 		verifiers: verifiers,
 		engine:    newPolicyEngine(opts.Store, rv, log),
 		signer:    sig,
@@ -193,6 +204,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Service, error) {
 	for _, id := range ids {
 		key, _ := policyKey(id)
 		if _, err := opts.Store.Set(ctx, storage.NamespaceAttestationPolicy, key, defaults[id], false); err != nil {
+			closeRVPS()
 			return nil, fmt.Errorf("writing default policy %s: %w", id, err)
 		}
 		// Warm the cache with whatever version is stored; a broken
@@ -204,8 +216,61 @@ func New(ctx context.Context, cfg Config, opts Options) (*Service, error) {
 	return s, nil
 }
 
-// RVPS returns the built-in reference value provider service.
-func (s *Service) RVPS() *rvps.Service { return s.rvps }
+// openRVPS returns the reference value provider cfg names: the built-in
+// RVPS on opts.RVPSStore (or opts.Store), or a remote one over gRPC, which
+// is probed once so that a wrong address shows in the log at start (the
+// service starts anyway, and queries fail until the RVPS answers).
+func openRVPS(ctx context.Context, cfg rvps.Config, opts Options, now func() time.Time, log *slog.Logger) (rvps.Provider, func() error, error) {
+	nop := func() error { return nil }
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if opts.RVPS != nil {
+		return opts.RVPS, nop, nil
+	}
+	if !cfg.Remote() {
+		st := opts.RVPSStore
+		if st == nil {
+			st = opts.Store
+		}
+		rv, err := rvps.New(st, rvps.Options{Now: now, Config: cfg})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		return rv, nop, nil
+	}
+	addr := cfg.Address
+	if addr == "" {
+		addr = rvps.DefaultRemoteAddress
+	}
+	c, err := rvpsgrpc.Dial(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: rvps_config address: %w", ErrInvalidConfig, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, rvpsProbeTimeout)
+	defer cancel()
+	if _, _, err := c.Query(pctx, rvpsProbeID); err != nil {
+		log.Warn("remote RVPS does not answer yet; attestations that query reference values fail until it does", "address", addr, "error", err)
+	} else {
+		log.Info("connected to remote RVPS", "address", addr)
+	}
+	return c, c.Close, nil
+}
+
+// The start-up probe of a remote RVPS: a query for an id nobody registers
+// (upstream's pool health check uses the same idea).
+const (
+	rvpsProbeTimeout = 3 * time.Second
+	rvpsProbeID      = "__healthcheck__"
+)
+
+// RVPS returns the reference value provider: the built-in service, or the
+// client of a remote one.
+func (s *Service) RVPS() rvps.Provider { return s.rvps }
+
+// Close releases the connection to a remote RVPS; a Service with a
+// built-in RVPS holds nothing to release.
+func (s *Service) Close() error { return s.closeRVPS() }
 
 // JWKS returns the JSON Web Key Set of the token signing key, as upstream
 // publishes it at /.well-known/jwks.json.

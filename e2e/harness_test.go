@@ -21,6 +21,7 @@ var bin struct {
 	kbs, kbsClient, restfulAS                            string
 	attestationAgent, confidentialDataHub, apiServerRest string
 	cocoKeyprovider, imageEncrypt                        string
+	grpcAS, rvps, rvpsTool                               string
 }
 
 func TestMain(m *testing.M) {
@@ -36,7 +37,8 @@ func TestMain(m *testing.M) {
 			pkg string
 		}{{&bin.kbs, "kbs"}, {&bin.kbsClient, "kbs-client"}, {&bin.restfulAS, "restful-as"},
 			{&bin.attestationAgent, "attestation-agent"}, {&bin.confidentialDataHub, "confidential-data-hub"}, {&bin.apiServerRest, "api-server-rest"},
-			{&bin.cocoKeyprovider, "coco-keyprovider"}, {&bin.imageEncrypt, "image-encrypt"}} {
+			{&bin.cocoKeyprovider, "coco-keyprovider"}, {&bin.imageEncrypt, "image-encrypt"},
+			{&bin.grpcAS, "grpc-as"}, {&bin.rvps, "rvps"}, {&bin.rvpsTool, "rvps-tool"}} {
 			*b.dst = filepath.Join(dir, b.pkg)
 			args := []string{"build", "-o", *b.dst}
 			if buildTags != "" {

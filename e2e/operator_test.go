@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -74,8 +78,9 @@ func TestOperatorTrusteeInPodman(t *testing.T) {
 	if err != nil {
 		t.Fatalf("scripts/images.sh: %v\n%s", err, out)
 	}
-	images := controller.Images{KBS: repo + "/kbs:e2e", KBSMicroservices: repo + "/kbs:e2e", Operator: repo + "/operator:e2e"}
-	for _, img := range []string{images.KBS, images.Operator} {
+	images := controller.Images{KBS: repo + "/kbs:e2e", KBSMicroservices: repo + "/kbs:e2e", Operator: repo + "/operator:e2e",
+		AS: repo + "/as:e2e", RVPS: repo + "/rvps:e2e"}
+	for _, img := range []string{images.KBS, images.Operator, images.AS, images.RVPS} {
 		mustRun(t, dir, podman, "pull", "--quiet", "--tls-verify=false", img)
 	}
 
@@ -245,6 +250,121 @@ func TestOperatorTrusteeInPodman(t *testing.T) {
 	if err != nil || string(b) != "the rotated key" {
 		t.Fatalf("Restricted: GetResource = %q, %v\n%s", b, err, podLogs(t, podman, pod))
 	}
+
+	// MicroservicesDeployment: kbs, grpc-as and rvps as three containers of
+	// one pod, configured as upstream's config/samples/microservices
+	// (in the current configuration format).
+	if err := k.Delete(ctx, strict); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Delete(ctx, &v1alpha1.KbsConfig{ObjectMeta: metav1.ObjectMeta{Name: strictKey.Name, Namespace: strictKey.Namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, "the Restricted Deployment deleted", func() bool {
+		err := k.Get(ctx, types.NamespacedName{Namespace: controller.DefaultNamespace, Name: controller.DeploymentName}, &appsv1.Deployment{})
+		return apierrors.IsNotFound(err)
+	})
+	mustRun(t, dir, podman, "pod", "rm", "--force", pod)
+	microservicesPhase(t, k, podman, dir, port)
+}
+
+// microservicesPhase deploys a MicroservicesDeployment KbsConfig and has
+// the guest read a Secret whose release depends on a reference value the
+// rvps container serves (from the operator-mounted LocalJson file) to the
+// grpc-as container, which appraises the evidence the kbs container passes
+// it over gRPC: the whole split chain inside one pod.
+func microservicesPhase(t *testing.T, k client.Client, podman, dir string, port int) {
+	ctx := context.Background()
+	ns := controller.DefaultNamespace
+	record, _ := json.Marshal(map[string]any{"version": "0.1.0", "name": "svn", "expiration": "2099-01-01T00:00:00Z", "value": []string{"1"}})
+	// LocalJson's layout: key -> base64url (padded) of the stored bytes.
+	refValues, _ := json.Marshal(map[string]string{"svn": base64.URLEncoding.EncodeToString(record)})
+	for _, cm := range []*corev1.ConfigMap{
+		{ObjectMeta: metav1.ObjectMeta{Name: "kbs-config-grpc", Namespace: ns}, Data: map[string]string{controller.KbsConfigKey: `
+[http_server]
+sockets = ["0.0.0.0:8080"]
+insecure_http = true
+
+[admin]
+authorization_mode = "DenyAll"
+
+[attestation_token]
+insecure_header_jwk = true
+
+[attestation_service]
+type = "coco_as_grpc"
+as_addr = "http://127.0.0.1:50004"
+
+[storage_backend]
+storage_type = "LocalFs"
+
+[storage_backend.backends.local_fs]
+dir_path = "/opt/confidential-containers/storage"
+
+[[plugins]]
+name = "resource"
+storage_backend_type = "kvstorage"
+`}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "as-config-grpc", Namespace: ns}, Data: map[string]string{controller.ASConfigKey: `{
+  "storage_backend": {"storage_type": "LocalFs", "backends": {"local_fs": {"dir_path": "/opt/confidential-containers/storage"}}},
+  "rvps_config": {"type": "GrpcRemote", "address": "http://127.0.0.1:50003"},
+  "attestation_token_broker": {"duration_min": 5}
+}`}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "rvps-config-grpc", Namespace: ns}, Data: map[string]string{controller.RVPSConfigKey: `{
+  "storage": {"storage_type": "LocalJson", "backends": {"local_json": {"file_dir_path": "/opt/confidential-containers/storage/local_json"}}}
+}`}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "rvps-reference-values", Namespace: ns}, Data: map[string]string{"reference_value": string(refValues)}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "attestation-policy-rv", Namespace: ns}, Data: map[string]string{"default_cpu.rego": earRVPolicy}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "resource-policy-micro", Namespace: ns}, Data: map[string]string{"resource-policy.rego": checkContraindicatedPolicy}},
+	} {
+		if err := k.Create(ctx, cm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	if err := k.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kbs-auth-public-key", Namespace: ns},
+		Data: map[string][]byte{"kbs.pem": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})}}); err != nil {
+		t.Fatal(err)
+	}
+	kc := &v1alpha1.KbsConfig{ObjectMeta: metav1.ObjectMeta{Name: "kbsconfig-microservices", Namespace: ns},
+		Spec: v1alpha1.KbsConfigSpec{
+			KbsConfigMapName: "kbs-config-grpc", KbsAsConfigMapName: "as-config-grpc", KbsRvpsConfigMapName: "rvps-config-grpc",
+			KbsAuthSecretName: "kbs-auth-public-key", KbsDeploymentType: v1alpha1.DeploymentTypeMicroservices,
+			KbsRvpsRefValuesConfigMapName: "rvps-reference-values", KbsAttestationPolicyConfigMapName: "attestation-policy-rv",
+			KbsResourcePolicyConfigMapName: "resource-policy-micro", KbsSecretResources: []string{"llm"},
+		}}
+	if err := k.Create(ctx, kc); err != nil {
+		t.Fatal(err)
+	}
+	dep := waitDeployment(t, k, func(d *appsv1.Deployment) bool { return len(d.Spec.Template.Spec.Containers) == 3 })
+	pod := playTrustee(t, k, podman, filepath.Join(dir, "pod4"), dep, port)
+	kbsURL := "http://127.0.0.1:" + strconv.Itoa(port)
+	waitHealthy(t, podman, pod, kbsURL)
+	g := filepath.Join(dir, "g4")
+	if err := os.Mkdir(g, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	gs := startGuestStack(t, g, kbsURL, "")
+	c, err := cdh.NewClient("unix://" + gs.cdhSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, err := c.GetResource(ctx, "kbs:///default/llm/decryption-key")
+	if err != nil || string(b) != "the rotated key" {
+		t.Fatalf("Microservices: GetResource = %q, %v\n%s", b, err, podLogs(t, podman, pod))
+	}
+	// The verdict came from the split chain: grpc-as appraised it, with
+	// the reference value rvps served from the mounted file.
+	logs := podLogs(t, podman, pod)
+	// (grpc-as may start before rvps listens: it then logs that the RVPS
+	// does not answer yet, and reconnects; the release above needed it.)
+	for _, want := range []string{"AttestationEvaluate succeeded.", `"rvps":"GrpcRemote http://127.0.0.1:50003"`, "CoCo RVPS"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("pod logs lack %q:\n%s", want, logs)
+		}
+	}
 }
 
 // selfSigned returns a self-signed P-256 certificate and its PKCS #8 key
@@ -412,6 +532,11 @@ func playTrustee(t *testing.T, k client.Client, podman, dir string, dep *appsv1.
 	}
 	bridge(spec.Containers)
 	bridge(spec.InitContainers)
+	// podman applies the pod's restart policy to init containers as well:
+	// with the Deployment's Always, the secret-converter would be rerun
+	// after every successful exit, forever. OnFailure still restarts a
+	// crashing container, as the kubelet would.
+	spec.RestartPolicy = corev1.RestartPolicyOnFailure
 	for ci := range spec.Containers {
 		if spec.Containers[ci].Name == "kbs" {
 			spec.Containers[ci].Ports[0].HostPort = int32(port)
@@ -464,7 +589,7 @@ func waitHealthyWith(t *testing.T, hc *http.Client, podman, pod, kbsURL string) 
 
 func podLogs(t *testing.T, podman, pod string) string {
 	var buf bytes.Buffer
-	for _, c := range []string{pod + "-secret-converter", pod + "-kbs"} {
+	for _, c := range []string{pod + "-secret-converter", pod + "-kbs", pod + "-as", pod + "-rvps"} {
 		out, _ := exec.Command(podman, "logs", c).CombinedOutput()
 		fmt.Fprintf(&buf, "== %s\n", c)
 		sc := bufio.NewScanner(bytes.NewReader(out))

@@ -13,15 +13,33 @@ import (
 )
 
 // authorizeAdmin authenticates and authorizes an admin request. A failure
-// is AdminAuthAccess (401) and the handler changes nothing.
+// is AdminAuthAccess (401) and the handler changes nothing. Its detail is
+// upstream's Display of AdminAuthAccess, "admin access denied for endpoint
+// <endpoint>: <admin error>", where the admin error starts with upstream's
+// own text (see admin.Error) and the endpoint is the first path segment
+// after /kbs/v0/ ("resource-policy", "resource", ...).
+//
+// Upstream reports an admin refusal on a plugin path (resource writes)
+// through a different conversion, as AdminAuthInitialization with the
+// detail "failed to initialize [admin] configuration: ..."; we keep
+// AdminAuthAccess there, the type that says what happened, with the same
+// admin error text.
 func (s *Server) authorizeAdmin(r *http.Request) (string, error) {
 	principal, err := s.admin.Authorize(r)
 	if err != nil {
 		s.audit.Info("admin", "event", "admin", "outcome", "deny", "request_id", requestID(r.Context()),
 			"method", r.Method, "path", r.URL.EscapedPath(), "reason", err.Error())
-		return "", newError(KindAdminAuthAccess, err, "Admin auth error")
+		return "", newError(KindAdminAuthAccess, err, "admin access denied for endpoint %s", adminEndpoint(r))
 	}
 	return principal, nil
+}
+
+// adminEndpoint names the endpoint of an admin request as upstream's
+// AdminAuthAccess does: the first path segment after /kbs/v0/.
+func adminEndpoint(r *http.Request) string {
+	p := strings.TrimPrefix(r.URL.Path, "/kbs/v0/")
+	p, _, _ = strings.Cut(p, "/")
+	return p
 }
 
 func (s *Server) auditAdmin(r *http.Request, principal, action, target string) {

@@ -67,6 +67,12 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request, body []byte)
 	if err != nil {
 		return newError(KindAttestationError, err, "Attestation error: RCAR handshake Auth failed")
 	}
+	var selected protocol.HashAlgorithm
+	if h, ok := s.as.(challengeHasher); ok {
+		if selected, err = h.ChallengeHashAlgorithm(req.Tee, string(req.ExtraParams)); err != nil {
+			return newError(KindAttestationError, err, "Attestation error: RCAR handshake Auth failed")
+		}
+	}
 	var nonce [32]byte
 	if _, err := io.ReadFull(s.rand, nonce[:]); err != nil {
 		return newError(KindInternal, err, "generating nonce")
@@ -77,6 +83,12 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request, body []byte)
 		// and selects SHA-512, as upstream.
 		ch.Nonce = extra
 		ch.ExtraParams = json.RawMessage(`{"selected-hash-algorithm":"sha512"}`)
+	} else if selected != "" {
+		b, err := json.Marshal(map[string]string{"selected-hash-algorithm": string(selected)})
+		if err != nil {
+			return newError(KindSerdeError, err, "encoding challenge")
+		}
+		ch.ExtraParams = b
 	}
 	sess, err := s.sessions.create(r.Context(), req, ch)
 	if err != nil {

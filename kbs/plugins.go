@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/kbs/vaultkv"
 	"github.com/go-trustee/go-trustee/storage"
 )
 
@@ -33,6 +36,12 @@ type pluginRequest struct {
 	path   []string
 	query  url.Values
 	body   []byte
+	// ext is the external plugin backend's answer (plugin_external.go).
+	ext *extDecision
+	// initData is the attested guest's init-data claims (the token's
+	// submods.cpu0 annotated-evidence init_data_claims, as upstream hands
+	// plugins), nil for admin requests or when the token has none.
+	initData map[string]any
 }
 
 func newPlugins(cfgs []PluginConfig, store storage.Store) (map[string]plugin, error) {
@@ -44,12 +53,29 @@ func newPlugins(cfgs []PluginConfig, store storage.Store) (map[string]plugin, er
 		}
 		switch name {
 		case "resource":
-			switch strings.ToLower(c.StorageBackendType) {
-			case "", "kvstorage":
-			default:
-				return nil, fmt.Errorf("%w: resource plugin storage_backend_type %q is not supported by this build", ErrInvalidConfig, c.StorageBackendType)
+			backend, err := newResourceBackend(c, store)
+			if err != nil {
+				return nil, err
 			}
-			out[name] = &resourcePlugin{store: store}
+			out[name] = &resourcePlugin{backend: backend}
+		case "external":
+			ep, err := newExternalPlugin(c, store == nil)
+			if err != nil {
+				return nil, err
+			}
+			out[name] = ep
+		case "pkcs11":
+			pp, err := newPkcs11Plugin(c, store == nil)
+			if err != nil {
+				return nil, err
+			}
+			out[name] = pp
+		case "provisioner":
+			pp, err := newProvisionerPlugin(c, store)
+			if err != nil {
+				return nil, err
+			}
+			out[name] = pp
 		case "sample":
 			if c.Item == "" {
 				return nil, fmt.Errorf("%w: sample plugin needs item", ErrInvalidConfig)
@@ -63,15 +89,91 @@ func newPlugins(cfgs []PluginConfig, store storage.Store) (map[string]plugin, er
 		// The resource plugin is what every deployment uses; it is on unless
 		// the configuration lists plugins and leaves it out.
 		if len(cfgs) == 0 {
-			out["resource"] = &resourcePlugin{store: store}
+			out["resource"] = &resourcePlugin{backend: kvBackend{store}}
 		}
 	}
 	return out, nil
 }
 
-// resourcePlugin serves resources from the "repository" namespace, keyed
-// "<repo>/<type>/<tag>" as upstream's kvstorage backend.
-type resourcePlugin struct{ store storage.Store }
+// newResourceBackend opens the storage_backend_type of a resource plugin
+// entry. With a nil store (CheckConfig) it only checks the entry: no file
+// is read and nothing is opened.
+func newResourceBackend(c PluginConfig, store storage.Store) (resourceBackend, error) {
+	switch strings.ToLower(c.StorageBackendType) {
+	case "", "kvstorage":
+		return kvBackend{store}, nil
+	case "vault":
+		if maxSecs := int(vaultkv.MaxTimeout / time.Second); c.TimeoutSecs < 0 || c.TimeoutSecs > maxSecs {
+			return nil, fmt.Errorf("%w: resource plugin timeout_secs must be between 1 and %d (0: %s)", ErrInvalidConfig, maxSecs, vaultkv.DefaultTimeout)
+		}
+		vc := vaultkv.Config{
+			VaultURL: c.VaultURL, Token: c.Token, MountPath: c.MountPath, VerifySSL: c.VerifySSL, CACerts: c.CACerts,
+			KVVersion: c.KVVersion, Namespace: c.Namespace, Timeout: time.Duration(c.TimeoutSecs) * time.Second,
+		}
+		if store == nil {
+			// Checked only (CheckConfig): the plugin is never served.
+			if err := vc.Validate(); err != nil {
+				return nil, fmt.Errorf("%w: resource plugin storage_backend_type %q: %v", ErrInvalidConfig, c.StorageBackendType, err)
+			}
+			return nil, nil
+		}
+		b, err := vaultkv.New(vc, vaultkv.Options{Logger: slog.Default().With("component", "resource-vault")})
+		if err != nil {
+			return nil, fmt.Errorf("%w: resource plugin storage_backend_type %q: %v", ErrInvalidConfig, c.StorageBackendType, err)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("%w: resource plugin storage_backend_type %q is not supported by this build", ErrInvalidConfig, c.StorageBackendType)
+}
+
+// String prints the entry without the Vault token (%v, %+v and %#v of a
+// configuration must not reveal it).
+func (c PluginConfig) String() string {
+	type plain PluginConfig // no methods: no recursion
+	p := plain(c)
+	if p.Token != "" {
+		p.Token = "<redacted>"
+	}
+	return fmt.Sprintf("%+v", p)
+}
+
+// GoString is String.
+func (c PluginConfig) GoString() string { return c.String() }
+
+// resourceBackend is where the resource plugin keeps resources, keyed
+// "<repo>/<type>/<tag>": upstream's kvstorage (the "repository" namespace
+// of the KBS store) or Vault (package vaultkv). Get and Delete report a
+// missing resource with an error for which isNotFound is true.
+type resourceBackend interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	Set(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
+}
+
+func isNotFound(err error) bool {
+	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, vaultkv.ErrNotFound)
+}
+
+// kvBackend is upstream's kvstorage: the "repository" namespace, written
+// with overwrite.
+type kvBackend struct{ store storage.Store }
+
+func (b kvBackend) Get(ctx context.Context, key string) ([]byte, error) {
+	return b.store.Get(ctx, storage.NamespaceRepository, key)
+}
+
+func (b kvBackend) Set(ctx context.Context, key string, value []byte) error {
+	_, err := b.store.Set(ctx, storage.NamespaceRepository, key, value, true)
+	return err
+}
+
+func (b kvBackend) Delete(ctx context.Context, key string) error {
+	return b.store.Delete(ctx, storage.NamespaceRepository, key)
+}
+
+// resourcePlugin serves resources from its backend, keyed
+// "<repo>/<type>/<tag>".
+type resourcePlugin struct{ backend resourceBackend }
 
 func (p *resourcePlugin) adminOnly(r *pluginRequest) bool { return r.method != http.MethodGet }
 func (p *resourcePlugin) encrypted(*pluginRequest) bool   { return true }
@@ -95,8 +197,8 @@ func (p *resourcePlugin) handle(ctx context.Context, r *pluginRequest) ([]byte, 
 	}
 	switch r.method {
 	case http.MethodGet:
-		b, err := p.store.Get(ctx, storage.NamespaceRepository, key)
-		if errors.Is(err, storage.ErrNotFound) {
+		b, err := p.backend.Get(ctx, key)
+		if isNotFound(err) {
 			return nil, newError(KindPluginInternalError, nil, "Plugin internal error: resource %s not found", key)
 		}
 		if err != nil {
@@ -107,13 +209,17 @@ func (p *resourcePlugin) handle(ctx context.Context, r *pluginRequest) ([]byte, 
 		if len(r.body) > limits.MaxResourceBytes {
 			return nil, newError(KindPayloadTooLarge, nil, "resource larger than %d bytes", limits.MaxResourceBytes)
 		}
-		if _, err := p.store.Set(ctx, storage.NamespaceRepository, key, r.body, true); err != nil {
+		if err := p.backend.Set(ctx, key, r.body); err != nil {
+			if errors.Is(err, vaultkv.ErrTooLarge) {
+				// Vault's own max_request_size.
+				return nil, newError(KindPayloadTooLarge, err, "writing resource")
+			}
 			return nil, newError(KindInternal, err, "writing resource")
 		}
 		return nil, nil
 	case http.MethodDelete:
-		err := p.store.Delete(ctx, storage.NamespaceRepository, key)
-		if errors.Is(err, storage.ErrNotFound) {
+		err := p.backend.Delete(ctx, key)
+		if isNotFound(err) {
 			return nil, newError(KindPluginInternalError, nil, "Plugin internal error: resource %s not found", key)
 		}
 		if err != nil {

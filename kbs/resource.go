@@ -63,6 +63,7 @@ func (s *Server) serveAttested(w http.ResponseWriter, r *http.Request, log *slog
 		return newError(KindPolicyDeny, nil, "Access denied by policy: %s", dec.Reason)
 	}
 	s.metrics.policyApprovals.Inc()
+	req.initData = initDataClaims(claims)
 	out, err := p.handle(r.Context(), req)
 	if err != nil {
 		s.auditRelease(r, name, path, mode, tok, claims, "error", errDetail(err))

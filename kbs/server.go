@@ -23,8 +23,11 @@ import (
 
 	"github.com/go-trustee/go-trustee/admin"
 	"github.com/go-trustee/go-trustee/as"
+	"github.com/go-trustee/go-trustee/as/asgrpc"
+	"github.com/go-trustee/go-trustee/kbs/ita"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/resourcepolicy"
+	"github.com/go-trustee/go-trustee/rvps"
 	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/storage/backends"
 	"github.com/go-trustee/go-trustee/token"
@@ -62,7 +65,7 @@ type Server struct {
 	store    storage.Store
 	closers  []func() error
 	sessions *sessions
-	as       *as.Service
+	as       attestationService
 	tokens   tokenVerifier
 	admin    *admin.Authorizer
 	policy   *resourcepolicy.Engine
@@ -72,6 +75,29 @@ type Server struct {
 	payload  int64
 	reqSeq   atomic.Uint64
 }
+
+// attestationService is what the KBS needs of an Attestation Service: the
+// built-in *as.Service, or the client of a remote grpc-as (coco_as_grpc).
+type attestationService interface {
+	Evaluate(ctx context.Context, reqs []as.VerificationRequest, policyIDs []string) (string, error)
+	SetPolicy(ctx context.Context, id string, policy []byte) error
+	GenerateSupplementalChallenge(ctx context.Context, tee protocol.Tee, params string) (string, error)
+	RVPS() rvps.Provider
+}
+
+// challengeHasher is an attestation service that selects the hash
+// algorithm of the challenge (Intel Trust Authority: sha512 for tdx,
+// sha256 for sgx and az-tdx-vtpm, as upstream). The KBS then makes the
+// nonce and sends the selection as the challenge's extra-params; "" means
+// the KBS's own challenge.
+type challengeHasher interface {
+	ChallengeHashAlgorithm(tee protocol.Tee, params string) (protocol.HashAlgorithm, error)
+}
+
+var (
+	_ attestationService = (*as.Service)(nil)
+	_ attestationService = (*asgrpc.Client)(nil)
+)
 
 // tokenVerifier is what the resource path needs of package token.
 type tokenVerifier interface {
@@ -126,6 +152,18 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	}
 	if s.plugins, err = newPlugins(cfg.Plugins, s.store); err != nil {
 		return nil, err
+	}
+	for _, p := range s.plugins {
+		if c, ok := p.(closer); ok {
+			s.closers = append(s.closers, c.close)
+		}
+		if c, ok := p.(collector); ok {
+			for _, m := range c.collectors() {
+				if err := s.metrics.reg.Register(m); err != nil {
+					return nil, fmt.Errorf("registering plugin metrics: %w", err)
+				}
+			}
+		}
 	}
 	s.log.Info("KBS configured", "version", Version, "admin", s.admin.Mode(), "attestation_service", cfg.AttestationService.Type,
 		"storage", cfg.StorageBackend.StorageType, "session_timeout_min", cfg.AttestationService.Timeout, "tls", s.tls != nil)
@@ -203,17 +241,56 @@ func (s *Server) storeOfType(ctx context.Context, opts Options, typ, key, what s
 	return st, nil
 }
 
-// startAttestationService starts the built-in AS and returns its token
-// signing keys, which the token verifier trusts. For the external AS types
-// (passport mode only) it starts nothing.
+// startAttestationService starts the built-in AS, or connects to a remote
+// one, and returns the token signing keys the token verifier trusts besides
+// its configuration: the built-in AS's own keys. A remote AS's tokens are
+// trusted only through [attestation_token] (its certificate chain or JWKS),
+// as upstream; that holds for Intel Trust Authority (intel_ta, package
+// kbs/ita) too.
 func (s *Server) startAttestationService(ctx context.Context, opts Options) ([]crypto.PublicKey, error) {
 	cfg := s.cfg.AttestationService
 	switch cfg.Type {
 	case ASTypeBuiltin:
-	case ASTypeGRPC, ASTypeIntelTA:
-		// Passport mode only: this KBS verifies tokens issued elsewhere and
-		// serves resources; /auth and /attest answer with a clear error.
-		s.log.Warn("attestation service type not built into this KBS: /kbs/v0/auth and /kbs/v0/attest are disabled, Bearer tokens are still served", "type", cfg.Type)
+	case ASTypeGRPC:
+		c, err := asgrpc.Dial(cfg.ASAddr, cfg.PoolSize, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%w: [attestation_service] as_addr: %v", ErrInvalidConfig, err)
+		}
+		s.closers = append(s.closers, c.Close)
+		s.as = c
+		addr := cfg.ASAddr
+		if addr == "" {
+			addr = asgrpc.DefaultAddress
+		}
+		s.log.Info("using a remote attestation service", "as_addr", addr, "pool_size", cfg.PoolSize)
+		return nil, nil
+	case ASTypeIntelTA:
+		// Intel Trust Authority appraises the evidence and signs the token
+		// (package kbs/ita). As upstream, its tokens are believed on
+		// resource requests through [attestation_token] only (its
+		// trusted_jwk_sets should name ITA's JWK set), not through
+		// certs_file: no key is returned here.
+		c, err := ita.New(ctx, ita.Config{BaseURL: cfg.BaseURL, APIKey: cfg.APIKey, CertsFile: cfg.CertsFile,
+			PolicyIDs: cfg.PolicyIDs, AllowUnmatchedPolicy: cfg.AllowUnmatchedPolicy},
+			ita.Options{HTTPClient: opts.HTTPClient, Now: s.now, Rand: s.rand, Logger: s.log.With("component", "ita"), Version: Version})
+		if err != nil {
+			if errors.Is(err, ita.ErrInvalidConfig) {
+				return nil, fmt.Errorf("%w: [attestation_service] intel_ta: %v", ErrInvalidConfig, err)
+			}
+			return nil, fmt.Errorf("starting attestation service intel_ta: %w", err)
+		}
+		s.closers = append(s.closers, c.Close)
+		s.as = c
+		trusted := false
+		for _, src := range s.cfg.AttestationToken.TrustedJWKSets {
+			trusted = trusted || src == cfg.CertsFile
+		}
+		if !trusted {
+			s.log.Warn("[attestation_token] trusted_jwk_sets does not list certs_file: unless other trust material covers ITA's signing keys, resource requests with ITA tokens are refused",
+				"certs_file", cfg.CertsFile)
+		}
+		s.log.Info("using Intel Trust Authority as the attestation service", "base_url", c.BaseURL(), "certs_file", cfg.CertsFile,
+			"policy_ids", len(cfg.PolicyIDs), "allow_unmatched_policy", cfg.AllowUnmatchedPolicy)
 		return nil, nil
 	default:
 		return nil, nil
@@ -221,6 +298,12 @@ func (s *Server) startAttestationService(ctx context.Context, opts Options) ([]c
 	asStore, err := s.storeOfType(ctx, opts, cfg.StorageType, "attestation_service storage_type", "attestation service storage")
 	if err != nil {
 		return nil, err
+	}
+	rvpsStore := asStore
+	if !cfg.RVPS.Remote() && cfg.RVPS.StorageType != "" {
+		if rvpsStore, err = s.storeOfType(ctx, opts, cfg.RVPS.StorageType, "rvps_config storage_type", "reference value storage"); err != nil {
+			return nil, err
+		}
 	}
 	verifiers := opts.Verifiers
 	if verifiers == nil {
@@ -230,11 +313,13 @@ func (s *Server) startAttestationService(ctx context.Context, opts Options) ([]c
 			return nil, fmt.Errorf("%w: verifier_config: %v", ErrInvalidConfig, err)
 		}
 	}
-	s.as, err = as.New(ctx, cfg.Config, as.Options{Store: asStore, Verifiers: verifiers, Now: s.now, Rand: s.rand, Logger: s.log.With("component", "as")})
+	svc, err := as.New(ctx, cfg.Config, as.Options{Store: asStore, RVPSStore: rvpsStore, Verifiers: verifiers, Now: s.now, Rand: s.rand, Logger: s.log.With("component", "as")})
 	if err != nil {
 		return nil, fmt.Errorf("starting attestation service: %w", err)
 	}
-	trusted, err := jwksKeys(s.as.JWKS())
+	s.closers = append(s.closers, svc.Close)
+	s.as = svc
+	trusted, err := jwksKeys(svc.JWKS())
 	if err != nil {
 		return nil, fmt.Errorf("reading attestation service key: %w", err)
 	}
@@ -459,6 +544,11 @@ func (s *Server) serveKBS(w http.ResponseWriter, r *http.Request, log *slog.Logg
 	req := &pluginRequest{method: r.Method, path: rest, query: r.URL.Query(), body: body}
 	if err := p.validatePath(req); err != nil {
 		return err
+	}
+	if pp, ok := p.(preparer); ok {
+		if err := pp.prepare(r.Context(), req); err != nil {
+			return err
+		}
 	}
 	if p.adminOnly(req) {
 		principal, err := s.authorizeAdmin(r)

@@ -229,6 +229,20 @@ func (e *env) admin(method, path string, body []byte) {
 	}
 }
 
+// adminDo sends an admin request (the test config allows every caller)
+// and returns the status and body.
+func (e *env) adminDo(method, path string, body []byte) (int, []byte) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.ts.URL+path, bytes.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
 func (e *env) provision(path, secret, policy string) {
 	e.admin("POST", "/kbs/v0/resource/"+path, []byte(secret))
 	e.admin("POST", "/kbs/v0/resource-policy", []byte(fmt.Sprintf(`{"policy":%q}`, b64url(policy))))

@@ -327,6 +327,7 @@ func ParseProtectedHeader(protected string) (*ProtectedHeader, error) {
 // whitespace after the object is an error.
 func decodeObject(b []byte, fn func(name string, v json.RawMessage) error) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // a top-level number is refused below, not parsed (and echoed) as a float
 	tok, err := dec.Token()
 	if err != nil {
 		return err

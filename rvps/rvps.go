@@ -66,9 +66,13 @@ var (
 	// ErrUnsupportedProvenance is returned by Register for a provenance type
 	// without an extractor here (only "sample" is implemented).
 	ErrUnsupportedProvenance = errors.New("rvps: unsupported provenance type")
-	// ErrUnsupportedConfig is returned by New for an RVPS configuration this
-	// implementation cannot serve (a remote gRPC RVPS).
+	// ErrUnsupportedConfig is returned for an RVPS configuration that
+	// cannot be served: an unknown type, or a GrpcRemote configuration given
+	// to New (a remote RVPS is reached with package rvpsgrpc).
 	ErrUnsupportedConfig = errors.New("rvps: unsupported configuration")
+	// ErrUnavailable is returned by a remote Provider when the RVPS cannot
+	// be reached or does not answer in time.
+	ErrUnavailable = errors.New("rvps: reference value provider unavailable")
 	// ErrCorruptRecord is returned by Query when the stored record cannot be
 	// parsed.
 	ErrCorruptRecord = errors.New("rvps: corrupt reference value record")
@@ -77,10 +81,10 @@ var (
 // Config is the [attestation_service.rvps_config] section of the KBS
 // configuration (also the "rvps_config" member of the standalone AS JSON).
 type Config struct {
-	// Type is "BuiltIn" (the default when empty) or "GrpcRemote", which this
-	// implementation does not support.
+	// Type is "BuiltIn" (the default when empty) or "GrpcRemote".
 	Type string `toml:"type" json:"type"`
-	// Address of a remote RVPS (GrpcRemote only).
+	// Address of a remote RVPS (GrpcRemote only): host:port, http://host:port
+	// or https://host:port; DefaultRemoteAddress when empty.
 	Address string `toml:"address" json:"address"`
 	// StorageType optionally overrides the storage backend type for the
 	// RVPS; it is resolved by the caller that opens the store.
@@ -90,17 +94,39 @@ type Config struct {
 	Extractors map[string]any `toml:"extractors" json:"extractors"`
 }
 
+// DefaultRemoteAddress is upstream's default address of a GrpcRemote RVPS.
+const DefaultRemoteAddress = "127.0.0.1:50003"
+
+// Remote reports whether c names a remote (gRPC) RVPS.
+func (c Config) Remote() bool { return c.Type == TypeGrpcRemote }
+
 // Validate reports whether c describes an RVPS this implementation serves.
 func (c Config) Validate() error {
 	switch c.Type {
 	case "", TypeBuiltIn:
 		return nil
 	case TypeGrpcRemote:
-		return fmt.Errorf("%w: rvps_config type %q (remote RVPS at %q) is not supported; use %q",
-			ErrUnsupportedConfig, c.Type, c.Address, TypeBuiltIn)
+		if c.StorageType != "" {
+			return fmt.Errorf("%w: rvps_config storage_type %q has no effect on a GrpcRemote RVPS (its storage is configured in the rvps service); remove it",
+				ErrUnsupportedConfig, c.StorageType)
+		}
+		return nil
 	}
-	return fmt.Errorf("%w: unknown rvps_config type %q", ErrUnsupportedConfig, c.Type)
+	return fmt.Errorf("%w: unknown rvps_config type %q (want %q or %q)", ErrUnsupportedConfig, c.Type, TypeBuiltIn, TypeGrpcRemote)
 }
+
+// Provider is what the Attestation Service and the KBS need of an RVPS:
+// the built-in Service, or a remote one over gRPC (package rvpsgrpc).
+type Provider interface {
+	// Register verifies a reference-value message and stores the values
+	// it carries.
+	Register(ctx context.Context, message []byte) error
+	// Query returns the value of a reference value id (compact JSON), or
+	// found=false when there is none.
+	Query(ctx context.Context, id string) (value json.RawMessage, found bool, err error)
+}
+
+var _ Provider = (*Service)(nil)
 
 // Options configure a Service.
 type Options struct {
@@ -124,6 +150,9 @@ func New(store storage.Store, opts Options) (*Service, error) {
 	}
 	if err := opts.Config.Validate(); err != nil {
 		return nil, err
+	}
+	if opts.Config.Remote() {
+		return nil, fmt.Errorf("%w: a GrpcRemote RVPS is not built in; dial it with package rvpsgrpc", ErrUnsupportedConfig)
 	}
 	now := opts.Now
 	if now == nil {

@@ -208,21 +208,24 @@ func TestExpiry(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
-		cfg  Config
-		want error
+		cfg           Config
+		want, wantNew error
 	}{
-		{Config{}, nil},
-		{Config{Type: "BuiltIn", Extractors: map[string]any{"swid_extractor": map[string]any{}}}, nil},
-		{Config{Type: "GrpcRemote", Address: "http://127.0.0.1:50003"}, ErrUnsupportedConfig},
-		{Config{Type: "builtin"}, ErrUnsupportedConfig},
+		{Config{}, nil, nil},
+		{Config{Type: "BuiltIn", Extractors: map[string]any{"swid_extractor": map[string]any{}}}, nil, nil},
+		{Config{Type: "BuiltIn", StorageType: "LocalJson"}, nil, nil},
+		// A remote RVPS is valid configuration, but not something New builds.
+		{Config{Type: "GrpcRemote", Address: "http://127.0.0.1:50003"}, nil, ErrUnsupportedConfig},
+		{Config{Type: "GrpcRemote", StorageType: "LocalJson"}, ErrUnsupportedConfig, ErrUnsupportedConfig},
+		{Config{Type: "builtin"}, ErrUnsupportedConfig, ErrUnsupportedConfig},
 	}
 	for _, tc := range tests {
 		if err := tc.cfg.Validate(); !errors.Is(err, tc.want) {
 			t.Errorf("Validate(%+v) = %v, want %v", tc.cfg, err, tc.want)
 		}
 		_, err := New(storagetest.NewFaulty(memory.New()), Options{Config: tc.cfg})
-		if !errors.Is(err, tc.want) {
-			t.Errorf("New(%+v) = %v, want %v", tc.cfg, err, tc.want)
+		if !errors.Is(err, tc.wantNew) {
+			t.Errorf("New(%+v) = %v, want %v", tc.cfg, err, tc.wantNew)
 		}
 	}
 }

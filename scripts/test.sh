@@ -7,7 +7,9 @@
 #      controller-gen output of the operator API (scripts/generate.sh) and
 #      go mod tidiness,
 #      It also builds (once, cached) the kube-apiserver and etcd the
-#      operator's envtest suite runs against (scripts/kube-peers.sh).
+#      operator's envtest suite runs against (scripts/kube-peers.sh) and
+#      the Vault dev server of the Vault backend tests
+#      (scripts/vault-peer.sh; BUSL-licensed, a test peer only).
 #   3. starts PostgreSQL and Redis on loopback (scripts/services.sh),
 #   4. runs `go test -race ./...` (unit tests and the end-to-end suite, which
 #      builds kbs and kbs-client and runs them as real processes), then the
@@ -39,8 +41,11 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 # skopeo --sign-by makes the GPG simple signatures of the image e2e.
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
+# openssl runs upstream's docker-compose setup.sh (e2e/microservices_test.go).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # podman runs the Trustee pod the operator produces (e2e/operator_test.go).
 command -v podman >/dev/null 2>&1 || need+=(podman)
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 for p in runc catatonit uidmap slirp4netns fuse-overlayfs; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "need root to install: ${need[*]}" >&2; exit 1; fi
@@ -85,9 +90,11 @@ log "building kube-apiserver and etcd for the operator tests (cached: scripts/ku
 KUBEBUILDER_ASSETS=$(scripts/kube-peers.sh)
 export KUBEBUILDER_ASSETS
 
+log "building the Vault dev server for the Vault backend tests (cached: scripts/vault-peer.sh)"; VAULT_BIN=$(scripts/vault-peer.sh); export VAULT_BIN
+
 log "checking every installed tool is present"
 missing=()
-for t in redis-server docker-registry skopeo gpg podman runc "$COSIGN" "$tools/staticcheck" "$KUBEBUILDER_ASSETS/kube-apiserver" "$KUBEBUILDER_ASSETS/etcd"; do
+for t in redis-server docker-registry skopeo gpg openssl podman runc "$COSIGN" "$tools/staticcheck" "$KUBEBUILDER_ASSETS/kube-apiserver" "$KUBEBUILDER_ASSETS/etcd" "$VAULT_BIN"; do
   command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(initdb)

@@ -14,7 +14,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,10 +31,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/go-trustee/go-trustee/as"
+	"github.com/go-trustee/go-trustee/as/asfile"
 	"github.com/go-trustee/go-trustee/internal/limits"
 	"github.com/go-trustee/go-trustee/internal/logging"
-	"github.com/go-trustee/go-trustee/storage"
-	"github.com/go-trustee/go-trustee/storage/backends"
 	"github.com/go-trustee/go-trustee/verifier/builtin"
 )
 
@@ -103,41 +101,6 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	return f, nil
 }
 
-// fileConfig is the standalone AS JSON configuration.
-type fileConfig struct {
-	as.Config
-	StorageBackend json.RawMessage `json:"storage_backend"`
-}
-
-func loadConfig(path string) (as.Config, backends.Config, error) {
-	sb := backends.DefaultConfig()
-	if path == "" {
-		return as.Config{}, sb, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return as.Config{}, sb, fmt.Errorf("failed to read AS config file: %w", err)
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, limits.MaxConfigBytes+1))
-	if err != nil {
-		return as.Config{}, sb, fmt.Errorf("failed to read AS config file: %w", err)
-	}
-	if len(raw) > limits.MaxConfigBytes {
-		return as.Config{}, sb, fmt.Errorf("AS config file %s exceeds %d bytes", path, limits.MaxConfigBytes)
-	}
-	var fc fileConfig
-	if err := json.Unmarshal(raw, &fc); err != nil {
-		return as.Config{}, sb, fmt.Errorf("failed to parse AS config file: %w", err)
-	}
-	if len(fc.StorageBackend) != 0 && string(fc.StorageBackend) != "null" {
-		if err := json.Unmarshal(fc.StorageBackend, &sb); err != nil {
-			return as.Config{}, sb, fmt.Errorf("failed to parse AS config file: storage_backend: %w", err)
-		}
-	}
-	return fc.Config, sb, nil
-}
-
 // run parses the command line, opens the storage backend and serves the
 // AS until ctx is done or a signal arrives. When ready is non-nil it
 // receives the listening address.
@@ -157,33 +120,34 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	cfg, sb, err := loadConfig(f.configFile)
+	cfg, sb, err := asfile.Load(f.configFile)
 	if err != nil {
 		return err
 	}
 	if f.configFile == "" {
 		log.Info("no config file given, using the defaults")
 	}
-	store, err := backends.Open(ctx, sb)
+	stores, err := asfile.Open(ctx, cfg, sb)
 	if err != nil {
-		return fmt.Errorf("opening storage backend: %w", err)
+		return err
 	}
-	defer store.Close()
+	defer stores.Close()
 	log.Info("attestation service storage backend", "type", sb.StorageType)
-	return serve(ctx, f, cfg, store, log, ready)
+	return serve(ctx, f, cfg, stores, log, ready)
 }
 
 // serve runs the AS HTTP server on f.socket until ctx is done, then shuts
 // it down gracefully.
-func serve(ctx context.Context, f flags, cfg as.Config, store storage.Store, log *slog.Logger, ready chan<- net.Addr) error {
+func serve(ctx context.Context, f flags, cfg as.Config, stores *asfile.Stores, log *slog.Logger, ready chan<- net.Addr) error {
 	verifiers, err := builtin.New(cfg.VerifierConfig, builtin.Options{Logger: log.With("component", "verifier")})
 	if err != nil {
 		return fmt.Errorf("verifier_config: %w", err)
 	}
-	svc, err := as.New(ctx, cfg, as.Options{Store: store, Verifiers: verifiers, Logger: log})
+	svc, err := as.New(ctx, cfg, as.Options{Store: stores.Main, RVPSStore: stores.RVPS, Verifiers: verifiers, Logger: log})
 	if err != nil {
 		return fmt.Errorf("creating service failed: %w", err)
 	}
+	defer svc.Close()
 	srv := &http.Server{
 		Handler:           cors(svc.Handler(), f.origins, log),
 		ReadHeaderTimeout: 30 * time.Second,

@@ -151,14 +151,14 @@ func TestFlagsAndConfigErrors(t *testing.T) {
 	badStore := filepath.Join(dir, "store.json")
 	os.WriteFile(badStore, []byte(`{"storage_backend": {"storage_type": "Floppy"}}`), 0o600)
 	grpc := filepath.Join(dir, "grpc.json")
-	os.WriteFile(grpc, []byte(`{"rvps_config": {"type": "GrpcRemote", "address": "http://rvps:50003"}}`), 0o600)
+	os.WriteFile(grpc, []byte(`{"rvps_config": {"type": "GrpcRemote", "address": "ftp://rvps:50003"}}`), 0o600)
 	for name, args := range map[string][]string{
 		"no socket":        {},
 		"half https":       {"--socket", "127.0.0.1:0", "-t", "cert.pem"},
 		"missing config":   {"--socket", "127.0.0.1:0", "-c", filepath.Join(dir, "absent.json")},
 		"bad config":       {"--socket", "127.0.0.1:0", "-c", bad},
 		"bad storage type": {"--socket", "127.0.0.1:0", "-c", badStore},
-		"remote rvps":      {"--socket", "127.0.0.1:0", "-c", grpc},
+		"bad remote rvps":  {"--socket", "127.0.0.1:0", "-c", grpc},
 		"bad log level":    {"--socket", "127.0.0.1:0", "--log-level", "loud"},
 		"extra argument":   {"--socket", "127.0.0.1:0", "extra"},
 	} {

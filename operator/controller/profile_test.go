@@ -26,8 +26,11 @@ func TestRenderKbsConfig(t *testing.T) {
 				"[attestation_service.attestation_token_config]", `key_path = "/etc/attestation-key/token.key"`, `cert_path = "/etc/attestation-cert/token.crt"`},
 			[]string{"insecure_http = true", "tls_min_version"}},
 		{v1alpha1.ProfileRestricted, &v1alpha1.TLSConfig{Profile: "custom", MinVersion: "1.2", MaxVersion: "1.3",
-			Ciphers: []string{"TLS_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}, Groups: []string{"x25519", "secp256r1"}},
-			[]string{`tls_profile = "custom"`, `tls_min_version = "1.2"`, `tls_max_version = "1.3"`, `tls_ciphers = "TLS_AES_128_GCM_SHA256:ECDHE-RSA-AES128-GCM-SHA256"`, `tls_groups = "x25519:secp256r1"`},
+			// Go cannot switch TLS 1.3 suites off one by one, so with 1.3 on
+			// the KBS accepts a cipher list only when it names all three.
+			Ciphers: []string{"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}, Groups: []string{"x25519", "secp256r1"}},
+			[]string{`tls_profile = "custom"`, `tls_min_version = "1.2"`, `tls_max_version = "1.3"`,
+				`tls_ciphers = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:ECDHE-RSA-AES128-GCM-SHA256"`, `tls_groups = "x25519:secp256r1"`},
 			nil},
 	} {
 		cfg, err := renderKbsConfig(&v1alpha1.TrusteeConfig{Spec: v1alpha1.TrusteeConfigSpec{Profile: tc.profile, TLSConfig: tc.tls}})

@@ -207,6 +207,7 @@ func decodeObject(b []byte) (map[string]json.RawMessage, error) {
 		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // a top-level number is refused below, not parsed (and echoed) as a float
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, err
