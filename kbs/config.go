@@ -2,10 +2,12 @@ package kbs
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -133,6 +135,13 @@ type PluginConfig struct {
 	KVVersion   int    `toml:"kv_version" json:"kv_version"`
 	Namespace   string `toml:"namespace" json:"namespace"`
 	TimeoutSecs int    `toml:"timeout_secs" json:"timeout_secs"`
+	// Ours: resource, storage_backend_type = "kubernetes" (package
+	// k8ssecrets): the Secrets of one namespace, read-only. timeout_secs
+	// bounds the initial sync there (0: 30).
+	KubernetesNamespace string   `toml:"kubernetes_namespace" json:"kubernetes_namespace"`
+	Kubeconfig          string   `toml:"kubeconfig" json:"kubeconfig"`
+	LabelSelector       string   `toml:"label_selector" json:"label_selector"`
+	SecretNames         []string `toml:"secret_names" json:"secret_names"`
 	// provisioner: bytes of random key material (upstream: 32).
 	KeyLength int `toml:"key_length" json:"key_length"`
 	// sample
@@ -457,6 +466,6 @@ func (c *Config) HasSection(name string) bool { return c.present[name] }
 // rest of the document. The operator uses it to refuse a kbs-config.toml
 // before a pod would fail on it.
 func CheckConfig(cfg *Config) error {
-	_, err := newPlugins(cfg.Plugins, nil)
+	_, err := newPlugins(context.Background(), cfg.Plugins, nil, slog.Default())
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/kbs/k8ssecrets"
 	"github.com/go-trustee/go-trustee/kbs/vaultkv"
 	"github.com/go-trustee/go-trustee/storage"
 )
@@ -44,7 +46,7 @@ type pluginRequest struct {
 	initData map[string]any
 }
 
-func newPlugins(cfgs []PluginConfig, store storage.Store) (map[string]plugin, error) {
+func newPlugins(ctx context.Context, cfgs []PluginConfig, store storage.Store, log *slog.Logger) (map[string]plugin, error) {
 	out := map[string]plugin{}
 	for _, c := range cfgs {
 		name := c.Name
@@ -53,7 +55,7 @@ func newPlugins(cfgs []PluginConfig, store storage.Store) (map[string]plugin, er
 		}
 		switch name {
 		case "resource":
-			backend, err := newResourceBackend(c, store)
+			backend, err := newResourceBackend(ctx, c, store, log)
 			if err != nil {
 				return nil, err
 			}
@@ -98,7 +100,7 @@ func newPlugins(cfgs []PluginConfig, store storage.Store) (map[string]plugin, er
 // newResourceBackend opens the storage_backend_type of a resource plugin
 // entry. With a nil store (CheckConfig) it only checks the entry: no file
 // is read and nothing is opened.
-func newResourceBackend(c PluginConfig, store storage.Store) (resourceBackend, error) {
+func newResourceBackend(ctx context.Context, c PluginConfig, store storage.Store, log *slog.Logger) (resourceBackend, error) {
 	switch strings.ToLower(c.StorageBackendType) {
 	case "", "kvstorage":
 		return kvBackend{store}, nil
@@ -117,13 +119,49 @@ func newResourceBackend(c PluginConfig, store storage.Store) (resourceBackend, e
 			}
 			return nil, nil
 		}
-		b, err := vaultkv.New(vc, vaultkv.Options{Logger: slog.Default().With("component", "resource-vault")})
+		b, err := vaultkv.New(vc, vaultkv.Options{Logger: log.With("component", "resource-vault")})
 		if err != nil {
 			return nil, fmt.Errorf("%w: resource plugin storage_backend_type %q: %v", ErrInvalidConfig, c.StorageBackendType, err)
 		}
 		return b, nil
+	case "kubernetes":
+		kc, err := c.kubernetesConfig()
+		if err != nil {
+			return nil, err
+		}
+		if store == nil {
+			if err := kc.Validate(); err != nil {
+				return nil, fmt.Errorf("%w: resource plugin storage_backend_type %q: %v", ErrInvalidConfig, c.StorageBackendType, err)
+			}
+			return nil, nil
+		}
+		b, err := k8ssecrets.New(ctx, kc, k8ssecrets.Options{Logger: log.With("component", "resource-kubernetes")})
+		if errors.Is(err, k8ssecrets.ErrInvalidConfig) {
+			return nil, fmt.Errorf("%w: resource plugin storage_backend_type %q: %v", ErrInvalidConfig, c.StorageBackendType, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("starting the kubernetes resource backend: %w", err)
+		}
+		return b, nil
 	}
 	return nil, fmt.Errorf("%w: resource plugin storage_backend_type %q is not supported by this build", ErrInvalidConfig, c.StorageBackendType)
+}
+
+// kubernetesConfig is the entry's storage_backend_type = "kubernetes" part.
+// Vault's keys mean nothing there and are refused rather than ignored.
+func (c PluginConfig) kubernetesConfig() (k8ssecrets.Config, error) {
+	if c.VaultURL != "" || c.Token != "" || c.MountPath != "" || c.KVVersion != 0 || c.Namespace != "" {
+		return k8ssecrets.Config{}, fmt.Errorf("%w: resource plugin storage_backend_type \"kubernetes\" takes kubernetes_namespace, kubeconfig, label_selector, secret_names and timeout_secs, "+
+			"not Vault's vault_url, token, mount_path, kv_version or namespace", ErrInvalidConfig)
+	}
+	maxSecs := int(k8ssecrets.MaxSyncTimeout / time.Second)
+	if c.TimeoutSecs < 0 || c.TimeoutSecs > maxSecs {
+		return k8ssecrets.Config{}, fmt.Errorf("%w: resource plugin timeout_secs must be between 1 and %d (0: %s)", ErrInvalidConfig, maxSecs, k8ssecrets.DefaultSyncTimeout)
+	}
+	return k8ssecrets.Config{
+		Namespace: c.KubernetesNamespace, Kubeconfig: c.Kubeconfig, LabelSelector: c.LabelSelector,
+		SecretNames: c.SecretNames, SyncTimeout: time.Duration(c.TimeoutSecs) * time.Second,
+	}, nil
 }
 
 // String prints the entry without the Vault token (%v, %+v and %#v of a
@@ -142,8 +180,10 @@ func (c PluginConfig) GoString() string { return c.String() }
 
 // resourceBackend is where the resource plugin keeps resources, keyed
 // "<repo>/<type>/<tag>": upstream's kvstorage (the "repository" namespace
-// of the KBS store) or Vault (package vaultkv). Get and Delete report a
-// missing resource with an error for which isNotFound is true.
+// of the KBS store), Vault (package vaultkv) or Kubernetes Secrets
+// (package k8ssecrets, read-only). Get and Delete report a missing
+// resource with an error for which isNotFound is true. A backend that is
+// an io.Closer is closed with the server.
 type resourceBackend interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	Set(ctx context.Context, key string, value []byte) error
@@ -151,7 +191,7 @@ type resourceBackend interface {
 }
 
 func isNotFound(err error) bool {
-	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, vaultkv.ErrNotFound)
+	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, vaultkv.ErrNotFound) || errors.Is(err, k8ssecrets.ErrNotFound)
 }
 
 // kvBackend is upstream's kvstorage: the "repository" namespace, written
@@ -174,6 +214,15 @@ func (b kvBackend) Delete(ctx context.Context, key string) error {
 // resourcePlugin serves resources from its backend, keyed
 // "<repo>/<type>/<tag>".
 type resourcePlugin struct{ backend resourceBackend }
+
+// close closes the backend when it holds anything (the Kubernetes
+// backend's informers).
+func (p *resourcePlugin) close() error {
+	if c, ok := p.backend.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
 
 func (p *resourcePlugin) adminOnly(r *pluginRequest) bool { return r.method != http.MethodGet }
 func (p *resourcePlugin) encrypted(*pluginRequest) bool   { return true }
@@ -214,11 +263,17 @@ func (p *resourcePlugin) handle(ctx context.Context, r *pluginRequest) ([]byte, 
 				// Vault's own max_request_size.
 				return nil, newError(KindPayloadTooLarge, err, "writing resource")
 			}
+			if errors.Is(err, k8ssecrets.ErrReadOnly) {
+				return nil, newError(KindPluginInternalError, nil, "Plugin internal error: %v", err)
+			}
 			return nil, newError(KindInternal, err, "writing resource")
 		}
 		return nil, nil
 	case http.MethodDelete:
 		err := p.backend.Delete(ctx, key)
+		if errors.Is(err, k8ssecrets.ErrReadOnly) {
+			return nil, newError(KindPluginInternalError, nil, "Plugin internal error: %v", err)
+		}
 		if isNotFound(err) {
 			return nil, newError(KindPluginInternalError, nil, "Plugin internal error: resource %s not found", key)
 		}

@@ -150,7 +150,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (_ *Server, err error) 
 	if err = s.loadResourcePolicy(ctx); err != nil {
 		return nil, err
 	}
-	if s.plugins, err = newPlugins(cfg.Plugins, s.store); err != nil {
+	if s.plugins, err = newPlugins(ctx, cfg.Plugins, s.store, s.log); err != nil {
 		return nil, err
 	}
 	for _, p := range s.plugins {

@@ -45,6 +45,9 @@ const (
 type checked struct {
 	configMapVersions [][2]string
 	secretVersions    [][2]string
+	// kube is set when the KBS serves resources from Kubernetes Secrets
+	// (kubernetes.go).
+	kube *kubeMode
 }
 
 // check reads every object the KbsConfig references and checks what the
@@ -127,6 +130,11 @@ func (r *KbsConfigReconciler) check(ctx context.Context, kc *v1alpha1.KbsConfig)
 	if err != nil {
 		return nil, refErr(ReasonInvalidReference, "ConfigMap %s/%s: %s is refused by the KBS: %v", ns, s.KbsConfigMapName, KbsConfigKey, err)
 	}
+	if p, ok := kubernetesBackend(parsed); ok {
+		if out.kube, err = r.checkKubernetes(ctx, kc, p); err != nil {
+			return nil, err
+		}
+	}
 	if ss := s.KbsSharedStore; ss != nil {
 		// The replicas share what the KBS stores only if its storage is
 		// the shared database the spec names.
@@ -195,9 +203,14 @@ func (r *KbsConfigReconciler) check(ctx context.Context, kc *v1alpha1.KbsConfig)
 	}
 	// The kbsSecretResources Secrets are copied by the init container at
 	// pod start; their versions roll the pods so a rotated value is served.
+	// The kubernetes backend follows them itself: no roll.
 	for _, name := range s.KbsSecretResources {
+		n := len(out.secretVersions)
 		if err := secret(name, "kbsSecretResources"); err != nil {
 			return nil, err
+		}
+		if out.kube != nil {
+			out.secretVersions = out.secretVersions[:n]
 		}
 	}
 	if ss := s.KbsSharedStore; ss != nil {

@@ -24,6 +24,8 @@ type desired struct {
 	// annotations that roll the pods when a mounted object changes.
 	configMapVersions string
 	secretVersions    string
+	// kube is set in the kubernetes resource backend mode (kubernetes.go).
+	kube *kubeMode
 }
 
 // deploymentType is the KbsConfig's type; empty means AllInOneDeployment.
@@ -120,8 +122,10 @@ func (d *desired) volumes() volumeSet {
 		v.add(secretVolume("attestation-cert", s.KbsAttestationCertSecretName), &v.kbs, path.Join(etcDir, "attestation-cert"), "")
 	}
 	v.add(emptyDir("repository-dir"), &v.kbs, RepositoryPath, "")
-	for _, name := range s.KbsSecretResources {
-		v.add(secretVolume(name, name), &v.converterOnly, path.Join(SecretsMountPath, name), "")
+	if d.kube == nil {
+		for _, name := range s.KbsSecretResources {
+			v.add(secretVolume(name, name), &v.converterOnly, path.Join(SecretsMountPath, name), "")
+		}
 	}
 	v.add(emptyDir("rvps-dir"), rvpsMounts, referenceValuesPath, "")
 	if s.KbsRvpsRefValuesConfigMapName != "" {
@@ -246,6 +250,23 @@ func (d *desired) deployment(namespace string) *appsv1.Deployment {
 	if d.secretVersions != "" {
 		annotations[SecretVersionsAnnotation] = d.secretVersions
 	}
+	// The secret-converter copies kbsSecretResources into the repository
+	// volume; the kubernetes backend reads the Secrets through the API, as
+	// the pod's ServiceAccount, and needs neither the copy nor the Secret
+	// volumes. Otherwise the pods carry no API token.
+	pod := corev1.PodSpec{Containers: containers, Volumes: v.volumes, AutomountServiceAccountToken: ptr(false)}
+	if d.kube != nil {
+		pod.ServiceAccountName = KBSServiceAccountName
+		pod.AutomountServiceAccountToken = ptr(true)
+	} else {
+		pod.InitContainers = []corev1.Container{{
+			Name:            "secret-converter",
+			Image:           d.images.Operator,
+			Command:         []string{converterBinary},
+			VolumeMounts:    converterMounts,
+			SecurityContext: restricted(true), // the operator image, always ours
+		}}
+	}
 	n := replicas(d.kc)
 	maxUnavailable := intstr.FromInt32(1)
 	return &appsv1.Deployment{
@@ -259,17 +280,7 @@ func (d *desired) deployment(namespace string) *appsv1.Deployment {
 			},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
-				Spec: corev1.PodSpec{
-					InitContainers: []corev1.Container{{
-						Name:            "secret-converter",
-						Image:           d.images.Operator,
-						Command:         []string{converterBinary},
-						VolumeMounts:    converterMounts,
-						SecurityContext: restricted(true), // the operator image, always ours
-					}},
-					Containers: containers,
-					Volumes:    v.volumes,
-				},
+				Spec:       pod,
 			},
 		},
 	}

@@ -12,12 +12,14 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -28,6 +30,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
+	"github.com/go-trustee/go-trustee/internal/testwait"
+	"github.com/go-trustee/go-trustee/kbs/k8ssecrets"
 	"github.com/go-trustee/go-trustee/operator/api/v1alpha1"
 	"github.com/go-trustee/go-trustee/resourcepolicy"
 )
@@ -39,6 +43,7 @@ const testNS = DefaultNamespace
 // config/crd/bases installed and the operator's manager running.
 type cluster struct {
 	c      client.Client
+	cfg    *rest.Config // system:masters
 	images Images
 }
 
@@ -99,7 +104,7 @@ func startCluster(t *testing.T) *cluster {
 			t.Errorf("manager: %v", err)
 		}
 	})
-	return &cluster{c: c, images: images}
+	return &cluster{c: c, cfg: cfg, images: images}
 }
 
 type testLogWriter struct{ t *testing.T }
@@ -432,6 +437,158 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 		}
 		// kbs-service was owned by the KbsConfig; with no garbage
 		// collector in this control plane it is removed here.
+		_ = k.c.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: ServiceName, Namespace: testNS}})
+	})
+
+	t.Run("kubernetes resource backend", func(t *testing.T) {
+		// kbs-config.toml serving resources from the Secrets: the operator
+		// grants the KBS's ServiceAccount list and watch on them, and the
+		// grant it writes is exactly what the backend needs (proven by
+		// running the backend as that ServiceAccount).
+		kubeConfig := func(extra string) string {
+			return strings.Replace(permissiveConfig(t), `storage_backend_type = "kvstorage"`, `storage_backend_type = "kubernetes"`+"\n"+extra, 1)
+		}
+		k.create(t, cm("kbs-config-k8s", map[string]string{KbsConfigKey: kubeConfig(`secret_names = ["model-key"]`)}),
+			secret("model-key", map[string]string{"k": "model-v1"}))
+		kc := &v1alpha1.KbsConfig{ObjectMeta: metav1.ObjectMeta{Name: "kbsconfig-k8s", Namespace: testNS}, Spec: v1alpha1.KbsConfigSpec{
+			KbsConfigMapName: "kbs-config-k8s", KbsAuthSecretName: "kbs-auth-public-key", KbsSecretResources: []string{"model-key", "llm"},
+		}}
+		k.create(t, kc)
+		k.waitDegraded(t, kc.Name, ReasonInvalidReference, "kbsSecretResources lists Secret llm, which secret_names")
+		if _, ok := k.deployment(t); ok {
+			t.Fatal("deployed with a Secret the KBS would not serve")
+		}
+		updateKC := func(mut func(*v1alpha1.KbsConfig)) {
+			t.Helper()
+			if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				var cur v1alpha1.KbsConfig
+				if err := k.c.Get(ctx, client.ObjectKeyFromObject(kc), &cur); err != nil {
+					return err
+				}
+				mut(&cur)
+				return k.c.Update(ctx, &cur)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		updateKC(func(c *v1alpha1.KbsConfig) { c.Spec.KbsSecretResources = []string{"model-key"} })
+
+		var dep *appsv1.Deployment
+		eventually(t, "the Deployment", func() (bool, string) {
+			d, ok := k.deployment(t)
+			if !ok || !metav1.IsControlledBy(d, kc) {
+				return false, "absent"
+			}
+			dep = d
+			return true, ""
+		})
+		pod := dep.Spec.Template.Spec
+		if pod.ServiceAccountName != KBSServiceAccountName || pod.AutomountServiceAccountToken == nil || !*pod.AutomountServiceAccountToken ||
+			len(pod.InitContainers) != 0 || strings.Contains(dep.Spec.Template.Annotations[SecretVersionsAnnotation], "model-key") {
+			t.Fatalf("pod template: %+v, annotations %v", pod, dep.Spec.Template.Annotations)
+		}
+		for _, v := range pod.Volumes {
+			if v.Secret != nil && v.Secret.SecretName == "model-key" {
+				t.Fatal("the resource Secret is mounted")
+			}
+		}
+		var role rbacv1.Role
+		var rb rbacv1.RoleBinding
+		var sa corev1.ServiceAccount
+		eventually(t, "ServiceAccount, Role and RoleBinding", func() (bool, string) {
+			e1 := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: KBSSecretsRoleName}, &role)
+			e2 := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: KBSSecretsRoleName}, &rb)
+			e3 := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: KBSServiceAccountName}, &sa)
+			return e1 == nil && e2 == nil && e3 == nil, fmt.Sprint(e1, e2, e3)
+		})
+		if !metav1.IsControlledBy(&role, kc) || !metav1.IsControlledBy(&rb, kc) || !metav1.IsControlledBy(&sa, kc) {
+			t.Fatal("not owned by the KbsConfig")
+		}
+		if r := role.Rules; len(r) != 1 || !slices.Equal(r[0].Verbs, []string{"list", "watch"}) || !slices.Equal(r[0].ResourceNames, []string{"model-key"}) {
+			t.Fatalf("role rules %+v", r)
+		}
+
+		// The backend as the ServiceAccount, with the operator's grant only.
+		asKBS := rest.CopyConfig(k.cfg)
+		asKBS.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + testNS + ":" + KBSServiceAccountName}
+		b, err := k8ssecrets.New(ctx, k8ssecrets.Config{Namespace: testNS, SecretNames: []string{"model-key"}}, k8ssecrets.Options{RESTConfig: asKBS})
+		if err != nil {
+			t.Fatalf("the backend as %s: %v", KBSServiceAccountName, err)
+		}
+		defer b.Close()
+		if v, err := b.Get(ctx, "default/model-key/k"); err != nil || string(v) != "model-v1" {
+			t.Fatalf("Get = %q, %v", v, err)
+		}
+		// Another Secret is not readable with the grant.
+		if _, err := k8ssecrets.New(ctx, k8ssecrets.Config{Namespace: testNS, SecretNames: []string{"llm"}}, k8ssecrets.Options{RESTConfig: asKBS}); err == nil ||
+			!strings.Contains(err.Error(), "forbidden (HTTP 403)") {
+			t.Fatalf("a Secret outside secret_names: %v", err)
+		}
+		// Rotation is served live; the pods are not rolled for it.
+		var mk corev1.Secret
+		if err := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: "model-key"}, &mk); err != nil {
+			t.Fatal(err)
+		}
+		mk.Data["k"] = []byte("model-v2")
+		if err := k.c.Update(ctx, &mk); err != nil {
+			t.Fatal(err)
+		}
+		testwait.Until(t, "the rotated value", func() bool {
+			v, err := b.Get(ctx, "default/model-key/k")
+			return err == nil && string(v) == "model-v2"
+		})
+		if d, _ := k.deployment(t); d.Spec.Template.Annotations[SecretVersionsAnnotation] != dep.Spec.Template.Annotations[SecretVersionsAnnotation] {
+			t.Fatal("a rotated Secret rolled the pods")
+		}
+
+		// Label mode: a listed Secret without the label is refused; labelled,
+		// applied, with a Role that names no Secret.
+		var kcfg corev1.ConfigMap
+		setConfig := func(toml string) {
+			t.Helper()
+			if err := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: "kbs-config-k8s"}, &kcfg); err != nil {
+				t.Fatal(err)
+			}
+			kcfg.Data[KbsConfigKey] = toml
+			if err := k.c.Update(ctx, &kcfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setConfig(kubeConfig(""))
+		k.waitDegraded(t, kc.Name, ReasonInvalidReference, `does not match label_selector "`+k8ssecrets.DefaultLabelSelector+`"`)
+		mk.Labels = map[string]string{"kbs.confidentialcontainers.org/resource": "true"}
+		if err := k.c.Update(ctx, &mk); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "a Role for the label selector", func() (bool, string) {
+			err := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: KBSSecretsRoleName}, &role)
+			return err == nil && len(role.Rules) == 1 && len(role.Rules[0].ResourceNames) == 0, fmt.Sprint(err, role.Rules)
+		})
+		// Another namespace or a kubeconfig: refused.
+		setConfig(kubeConfig(`kubernetes_namespace = "elsewhere"`))
+		k.waitDegraded(t, kc.Name, ReasonInvalidReference, `grants access to the Secrets of namespace "`+testNS+`" only`)
+		setConfig(kubeConfig(`kubeconfig = "/etc/kubeconfig"` + "\n" + `kubernetes_namespace = "` + testNS + `"`))
+		k.waitDegraded(t, kc.Name, ReasonInvalidReference, "remove kubeconfig")
+
+		// Back to kvstorage: the grant goes, the init container comes back.
+		setConfig(permissiveConfig(t))
+		eventually(t, "grant removed", func() (bool, string) {
+			e1 := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: KBSSecretsRoleName}, &rbacv1.Role{})
+			e2 := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: KBSSecretsRoleName}, &rbacv1.RoleBinding{})
+			e3 := k.c.Get(ctx, types.NamespacedName{Namespace: testNS, Name: KBSServiceAccountName}, &corev1.ServiceAccount{})
+			d, _ := k.deployment(t)
+			return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2) && apierrors.IsNotFound(e3) && len(d.Spec.Template.Spec.InitContainers) == 1 &&
+				d.Spec.Template.Spec.ServiceAccountName == "" && !*d.Spec.Template.Spec.AutomountServiceAccountToken, fmt.Sprint(e1, e2, e3)
+		})
+
+		if err := k.c.Delete(ctx, kc); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "Deployment and KbsConfig deleted", func() (bool, string) {
+			_, depExists := k.deployment(t)
+			err := k.c.Get(ctx, client.ObjectKeyFromObject(kc), &v1alpha1.KbsConfig{})
+			return !depExists && apierrors.IsNotFound(err), "still there"
+		})
 		_ = k.c.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: ServiceName, Namespace: testNS}})
 	})
 

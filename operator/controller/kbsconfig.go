@@ -21,6 +21,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,6 +64,8 @@ type KbsConfigReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete,namespace=trustee-operator-system
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete,namespace=trustee-operator-system
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=get;list;watch,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;create;update;patch;delete,namespace=trustee-operator-system
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete,namespace=trustee-operator-system
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=trustee-operator-system
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch,namespace=trustee-operator-system
 
@@ -100,8 +103,11 @@ func (r *KbsConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		proxy = r.ClusterProxy(ctx)
 	}
 	d := &desired{kc: &kc, images: r.Images, proxy: proxy,
-		configMapVersions: versions(chk.configMapVersions), secretVersions: versions(chk.secretVersions)}
+		configMapVersions: versions(chk.configMapVersions), secretVersions: versions(chk.secretVersions), kube: chk.kube}
 
+	if err := r.applyKubernetesAccess(ctx, &kc, d); err != nil {
+		return r.applyFailed(ctx, &kc, err)
+	}
 	if err := r.apply(ctx, &kc, d.deployment(kc.Namespace), &appsv1.Deployment{}); err != nil {
 		return r.applyFailed(ctx, &kc, err)
 	}
@@ -188,6 +194,13 @@ func (r *KbsConfigReconciler) apply(ctx context.Context, kc *v1alpha1.KbsConfig,
 		w.IPFamilies, w.IPFamilyPolicy, w.InternalTrafficPolicy = e.Spec.IPFamilies, e.Spec.IPFamilyPolicy, e.Spec.InternalTrafficPolicy
 		w.SessionAffinity = e.Spec.SessionAffinity
 		e.Spec = w
+	case *rbacv1.Role:
+		e.Rules = want.(*rbacv1.Role).Rules
+	case *rbacv1.RoleBinding:
+		// roleRef cannot change, and ours never does.
+		e.Subjects = want.(*rbacv1.RoleBinding).Subjects
+	case *corev1.ServiceAccount:
+		// Nothing of ours besides the labels.
 	}
 	if err := r.Update(ctx, existing); err != nil {
 		return err
@@ -221,6 +234,12 @@ func kindOf(o client.Object) string {
 		return "Secret"
 	case *v1alpha1.KbsConfig:
 		return "KbsConfig"
+	case *corev1.ServiceAccount:
+		return "ServiceAccount"
+	case *rbacv1.Role:
+		return "Role"
+	case *rbacv1.RoleBinding:
+		return "RoleBinding"
 	}
 	return fmt.Sprintf("%T", o)
 }
@@ -341,6 +360,9 @@ func (r *KbsConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.KbsConfig{}, builder.WithPredicates(inNamespace)).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&rbacv1.Role{}).
+		Owns(&rbacv1.RoleBinding{}).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(mapRefs(false)), builder.WithPredicates(inNamespace)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(mapRefs(true)), builder.WithPredicates(inNamespace)).
 		Complete(r)
