@@ -29,6 +29,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -407,7 +408,16 @@ func startGuestStackTLS(t *testing.T, dir, kbsURL string, caPEM []byte) guestSta
 // operator's reconcilers against them; it returns a client.
 func startOperator(t *testing.T, images controller.Images) client.Client {
 	t.Helper()
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	c, _ := startOperatorWith(t, images)
+	return c
+}
+
+// startOperatorWith is startOperator with more CRDs installed (folders of
+// CRD YAML), returning the control plane's system:masters configuration
+// too.
+func startOperatorWith(t *testing.T, images controller.Images, crdDirs ...string) (client.Client, *rest.Config) {
+	t.Helper()
+	env := &envtest.Environment{CRDDirectoryPaths: append([]string{filepath.Join("..", "config", "crd", "bases")}, crdDirs...), ErrorIfCRDPathMissing: true}
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting kube-apiserver and etcd: %v", err)
@@ -436,7 +446,7 @@ func startOperator(t *testing.T, images controller.Images) client.Client {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(mctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return c
+	return c, cfg
 }
 
 func waitDeployment(t *testing.T, k client.Client, ok func(*appsv1.Deployment) bool) *appsv1.Deployment {

@@ -9,7 +9,8 @@
 #      It also builds (once, cached) the kube-apiserver and etcd the
 #      operator's envtest suite runs against (scripts/kube-peers.sh) and
 #      the Vault dev server of the Vault backend tests
-#      (scripts/vault-peer.sh; BUSL-licensed, a test peer only).
+#      (scripts/vault-peer.sh; BUSL-licensed, a test peer only) and the
+#      External Secrets Operator controller (scripts/eso-peer.sh).
 #   3. starts PostgreSQL and Redis on loopback (scripts/services.sh),
 #   4. runs `go test -race ./...` (unit tests and the end-to-end suite, which
 #      builds kbs and kbs-client and runs them as real processes), then the
@@ -92,9 +93,12 @@ export KUBEBUILDER_ASSETS
 
 log "building the Vault dev server for the Vault backend tests (cached: scripts/vault-peer.sh)"; VAULT_BIN=$(scripts/vault-peer.sh); export VAULT_BIN
 
+log "building the External Secrets Operator for the Vault -> ESO -> KBS e2e (cached: scripts/eso-peer.sh)"
+ESO_DIR=$(scripts/eso-peer.sh); export ESO_DIR
+
 log "checking every installed tool is present"
 missing=()
-for t in redis-server docker-registry skopeo gpg openssl podman runc "$COSIGN" "$tools/staticcheck" "$KUBEBUILDER_ASSETS/kube-apiserver" "$KUBEBUILDER_ASSETS/etcd" "$VAULT_BIN"; do
+for t in redis-server docker-registry skopeo gpg openssl podman runc "$COSIGN" "$tools/staticcheck" "$KUBEBUILDER_ASSETS/kube-apiserver" "$KUBEBUILDER_ASSETS/etcd" "$VAULT_BIN" "$ESO_DIR/external-secrets"; do
   command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(initdb)
