@@ -47,11 +47,14 @@ func WriteTemp(dir string, data []byte) (path string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("creating temporary file: %w", err)
 	}
-	path = f.Name()
+	// name, not the named result: every failing return below sets path
+	// to "" before this runs, and the partial file must still go (a full
+	// disk would otherwise stay full).
+	name := f.Name()
 	defer func() {
 		if err != nil {
 			_ = f.Close()
-			_ = os.Remove(path)
+			_ = os.Remove(name)
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
@@ -63,7 +66,7 @@ func WriteTemp(dir string, data []byte) (path string, err error) {
 	if err = f.Close(); err != nil {
 		return "", fmt.Errorf("closing temporary file: %w", err)
 	}
-	return path, nil
+	return name, nil
 }
 
 // SyncDir fsyncs the directory dir, making the entries created, renamed or

@@ -73,3 +73,43 @@ func TestMkdirDurable(t *testing.T) {
 		t.Fatalf("stat %s: %v, %v", dir, fi, err)
 	}
 }
+
+// TestWriteTempFullDisk fills a small tmpfs: a write that fails with
+// ENOSPC leaves no partial file, so the space comes back and the next write
+// that fits succeeds. (It once left the file: the deferred cleanup removed
+// the named result, already set to "".) Needs root to mount the tmpfs;
+// outside CI a refused mount skips, in CI it fails.
+func TestWriteTempFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("mounting a 64 KiB tmpfs (the test needs root): %v", err)
+		}
+		t.Skipf("cannot mount a tmpfs here (needs root): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmounting %s: %v", dir, err)
+		}
+	})
+	for i := range 3 {
+		_, err := WriteTemp(dir, make([]byte, 256<<10))
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("write %d of 256 KiB into 64 KiB: %v, want ENOSPC", i, err)
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 0 {
+			t.Fatalf("after failed write %d the filesystem holds %d entries (%s)", i, len(entries), entries[0].Name())
+		}
+	}
+	p, err := WriteTemp(dir, make([]byte, 32<<10))
+	if err != nil {
+		t.Fatalf("a 32 KiB write after the failures: %v (the failed writes' space was not given back)", err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Size() != 32<<10 {
+		t.Fatalf("stat %s: %v %v", p, fi, err)
+	}
+}
