@@ -244,9 +244,21 @@ func (p *resourcePlugin) handle(ctx context.Context, r *pluginRequest) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
+	// A key the store cannot hold (a LocalFs file name over 255 bytes) is
+	// the client's error, not the server's.
+	badKey := func() error {
+		shown := key
+		if len(shown) > 64 {
+			shown = shown[:64] + "..."
+		}
+		return newError(KindInvalidRequestPath, nil, "Invalid request path: resource path %s (%d bytes) cannot be stored: too long for the storage backend", shown, len(key))
+	}
 	switch r.method {
 	case http.MethodGet:
 		b, err := p.backend.Get(ctx, key)
+		if errors.Is(err, storage.ErrInvalidKey) {
+			return nil, badKey()
+		}
 		if isNotFound(err) {
 			return nil, newError(KindPluginInternalError, nil, "Plugin internal error: resource %s not found", key)
 		}
@@ -266,6 +278,9 @@ func (p *resourcePlugin) handle(ctx context.Context, r *pluginRequest) ([]byte, 
 			if errors.Is(err, k8ssecrets.ErrReadOnly) {
 				return nil, newError(KindPluginInternalError, nil, "Plugin internal error: %v", err)
 			}
+			if errors.Is(err, storage.ErrInvalidKey) {
+				return nil, badKey()
+			}
 			return nil, newError(KindInternal, err, "writing resource")
 		}
 		return nil, nil
@@ -273,6 +288,9 @@ func (p *resourcePlugin) handle(ctx context.Context, r *pluginRequest) ([]byte, 
 		err := p.backend.Delete(ctx, key)
 		if errors.Is(err, k8ssecrets.ErrReadOnly) {
 			return nil, newError(KindPluginInternalError, nil, "Plugin internal error: %v", err)
+		}
+		if errors.Is(err, storage.ErrInvalidKey) {
+			return nil, badKey()
 		}
 		if isNotFound(err) {
 			return nil, newError(KindPluginInternalError, nil, "Plugin internal error: resource %s not found", key)
