@@ -41,3 +41,14 @@ func TestResourceNameTooLongForStore(t *testing.T) {
 		t.Fatalf("GET of a path that fits: %d", code)
 	}
 }
+
+// TestLongUnknownPathBounded: the 404 for an unknown path quotes at most
+// 256 bytes of it, however long the request target.
+func TestLongUnknownPathBounded(t *testing.T) {
+	e := newEnv(t, testConfig, nil, nil)
+	code, body := e.adminDo("GET", "/"+strings.Repeat("x", 100<<10), nil)
+	info := wantError(t, code, body, 404, "InvalidRequestPath")
+	if len(info.Detail) > 400 || !strings.Contains(info.Detail, "more bytes") {
+		t.Fatalf("detail of %d bytes: %.100q", len(info.Detail), info.Detail)
+	}
+}

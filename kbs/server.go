@@ -24,6 +24,7 @@ import (
 	"github.com/go-trustee/go-trustee/admin"
 	"github.com/go-trustee/go-trustee/as"
 	"github.com/go-trustee/go-trustee/as/asgrpc"
+	"github.com/go-trustee/go-trustee/internal/logging"
 	"github.com/go-trustee/go-trustee/kbs/ita"
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/resourcepolicy"
@@ -420,7 +421,7 @@ func (s *Server) Handler() http.Handler {
 			s.metrics.httpResponseSize.WithLabelValues(ep, r.Method).Observe(float64(rw.bytes))
 			log.Debug("request", "method", r.Method, "path", path, "status", rw.status, "duration", time.Since(start))
 		default:
-			writeError(rw, newError(KindInvalidRequestPath, nil, "Invalid request path %s", path))
+			writeError(rw, newError(KindInvalidRequestPath, nil, "Invalid request path %s", logging.Clip(path, 256)))
 		}
 	})
 }
