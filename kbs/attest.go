@@ -156,6 +156,11 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request, log *slog.
 	if att.RuntimeData.Nonce != sess.Challenge.Nonce {
 		return newError(KindAttestationError, nil, "Attestation error: runtime-data nonce does not match the session challenge")
 	}
+	// A key no release could be sealed to (RSA under 2048 bits, a point
+	// off its curve) gets no token: refused here, not at the first GET.
+	if _, err := protocol.PublicKeyFromTeePubKey(att.RuntimeData.TeePubKey); err != nil {
+		return newError(KindAttestationError, nil, "Attestation error: runtime-data tee-pubkey is not usable: %v", err)
+	}
 	if len(att.TeeEvidence.PrimaryEvidence) == 0 || bytes.Equal(att.TeeEvidence.PrimaryEvidence, []byte("null")) {
 		return newError(KindAttestationError, nil, "Attestation error: tee-evidence.primary_evidence is missing")
 	}

@@ -1,6 +1,8 @@
 package kbs
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -50,5 +52,53 @@ func TestLongUnknownPathBounded(t *testing.T) {
 	info := wantError(t, code, body, 404, "InvalidRequestPath")
 	if len(info.Detail) > 400 || !strings.Contains(info.Detail, "more bytes") {
 		t.Fatalf("detail of %d bytes: %.100q", len(info.Detail), info.Detail)
+	}
+}
+
+// TestWeakTeeKeyGetsNoToken: a tee-pubkey no release could be sealed to
+// (RSA-512, an EC point off P-256) is refused at /attest with the reason,
+// even with evidence bound to it; the guest's own key gets its token.
+func TestWeakTeeKeyGetsNoToken(t *testing.T) {
+	e := newEnv(t, testConfig, nil, nil)
+	b64 := base64.RawURLEncoding.EncodeToString
+	n := make([]byte, 64)
+	n[0], n[63] = 0xc1, 0x01 // 512 bits, odd
+	offCurve := make([]byte, 32)
+	offCurve[31] = 1
+	for name, tc := range map[string]struct {
+		key  protocol.TeePubKey
+		want string
+	}{
+		"rsa-512":  {protocol.TeePubKey{Kty: "RSA", Alg: "RSA-OAEP", N: b64(n), E: "AQAB"}, "512 bits"},
+		"off-p256": {protocol.TeePubKey{Kty: "EC", Alg: "ECDH-ES+A256KW", Crv: "P-256", X: b64(offCurve), Y: b64(offCurve)}, "tee-pubkey"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := e.guest(protocol.KeyEC256)
+			if code, b := g.auth("0.4.0", "sample"); code != 200 {
+				t.Fatalf("auth: %d %s", code, b)
+			}
+			rd, err := protocol.ReportData(protocol.SHA384, g.nonce, tc.key, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, _ := json.Marshal(map[string]string{"svn": "1", "report_data": base64.StdEncoding.EncodeToString(rd)})
+			body, _ := json.Marshal(protocol.Attestation{
+				RuntimeData: protocol.RuntimeData{Nonce: g.nonce, TeePubKey: tc.key},
+				TeeEvidence: protocol.CompositeEvidence{PrimaryEvidence: ev},
+			})
+			code, b := g.do("POST", "/kbs/v0/attest", body, nil)
+			info := wantError(t, code, b, 401, "AttestationError")
+			if !strings.Contains(info.Detail, "tee-pubkey is not usable") || !strings.Contains(info.Detail, tc.want) {
+				t.Fatalf("detail %q", info.Detail)
+			}
+			if strings.Contains(string(b), "token") {
+				t.Fatalf("a token came back: %s", b)
+			}
+		})
+	}
+	g := e.guest(protocol.KeyEC256)
+	g.rcar()
+	if g.token == "" {
+		t.Fatal("no token for a good key")
 	}
 }
