@@ -1097,3 +1097,54 @@ func TestTOMLShape(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultPolicyReseeded: a store that lost the built-in policies (a
+// Redis restarted empty) does not fail attestations until a restart: the
+// built-in version is evaluated and written back. A policy the operator
+// stored is never replaced, and an id with no built-in stays not found.
+func TestDefaultPolicyReseeded(t *testing.T) {
+	ctx := context.Background()
+	st := storagetest.NewFaulty(memory.New())
+	s := newTestService(t, Config{}, st)
+	key := "default_cpu" + policySuffix
+	if err := st.Delete(ctx, storage.NamespaceAttestationPolicy, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Evaluate(ctx, []VerificationRequest{sampleRequest(t)}, nil); err != nil {
+		t.Fatalf("Evaluate with the built-in policy gone from the store: %v", err)
+	}
+	got, err := st.Get(ctx, storage.NamespaceAttestationPolicy, key)
+	if err != nil || !bytes.Equal(got, DefaultPolicies()["default_cpu"]) {
+		t.Fatalf("not written back: %v", err)
+	}
+
+	// Gone again and the store refuses writes: still served.
+	if err := st.Delete(ctx, storage.NamespaceAttestationPolicy, key); err != nil {
+		t.Fatal(err)
+	}
+	s.engine.store = refusingWrites{st}
+	_, err = s.Evaluate(ctx, []VerificationRequest{sampleRequest(t)}, nil)
+	s.engine.store = st
+	if err != nil {
+		t.Fatalf("Evaluate while the store refuses the write-back: %v", err)
+	}
+
+	// An operator's policy is what is evaluated, not the built-in one.
+	if err := s.SetPolicy(ctx, "default_cpu", []byte(trustPolicy("hardware := 5\n"))); err != nil {
+		t.Fatal(err)
+	}
+	token, err := s.Evaluate(ctx, []VerificationRequest{sampleRequest(t)}, nil)
+	if err != nil || verifyToken(t, token).vector(t, "cpu0")["hardware"] != 5 {
+		t.Fatalf("the operator's policy: %v", err)
+	}
+	if _, err := s.engine.load(ctx, "no_such_policy"); !errors.Is(err, ErrPolicyNotFound) {
+		t.Fatalf("load of an unknown id = %v", err)
+	}
+}
+
+// refusingWrites is a store whose writes fail.
+type refusingWrites struct{ storage.Store }
+
+func (refusingWrites) Set(context.Context, string, string, []byte, bool) (bool, error) {
+	return false, errors.New("store refuses writes")
+}

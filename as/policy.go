@@ -219,6 +219,9 @@ func (e *policyEngine) load(ctx context.Context, id string) (*compiledPolicy, er
 	}
 	src, err := e.store.Get(ctx, storage.NamespaceAttestationPolicy, key)
 	if errors.Is(err, storage.ErrNotFound) {
+		src, err = e.reseed(ctx, id, key)
+	}
+	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("%w: Policy `%s` not found", ErrPolicyNotFound, key)
 	}
 	if err != nil {
@@ -229,6 +232,30 @@ func (e *policyEngine) load(ctx context.Context, id string) (*compiledPolicy, er
 		return nil, fmt.Errorf("policy %q: %w", id, err)
 	}
 	return cp, nil
+}
+
+// reseed handles a built-in policy missing from the store (a Redis that
+// came back empty, a wiped directory): the built-in version is written
+// back, if absent (a version another replica or the operator writes at the
+// same time wins), and the stored version returned. Without that, every
+// attestation would fail until a restart seeded it again. If the write
+// fails the built-in version is served all the same. Other ids stay
+// ErrNotFound.
+func (e *policyEngine) reseed(ctx context.Context, id, key string) ([]byte, error) {
+	def, ok := DefaultPolicies()[id]
+	if !ok {
+		return nil, storage.ErrNotFound
+	}
+	if _, err := e.store.Set(ctx, storage.NamespaceAttestationPolicy, key, def, false); err != nil {
+		e.log.Warn("built-in attestation policy missing from the store and not written back; serving the built-in version", "policy", id, "error", err)
+		return def, nil
+	}
+	e.log.Warn("built-in attestation policy was missing from the store (store emptied?); written back", "policy", id)
+	src, err := e.store.Get(ctx, storage.NamespaceAttestationPolicy, key)
+	if err != nil {
+		return def, nil
+	}
+	return src, nil
 }
 
 // compiled returns the compiled form of src from the cache, compiling it
