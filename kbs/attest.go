@@ -198,6 +198,22 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request, log *slog.
 				RuntimeData: &as.RuntimeData{Structured: deviceRD}})
 		}
 	}
+	// One appraisal per challenge at a time, across replicas: concurrent
+	// /attest on one session (each with its own TEE key) would otherwise
+	// each get a token for the one nonce.
+	claimed, err := s.sessions.claim(r.Context(), id, sess.Timeout)
+	if err != nil {
+		return newError(KindInternal, err, "claiming the challenge")
+	}
+	if !claimed {
+		return newError(KindAttestationError, nil, "Attestation error: the challenge of this session is being attested by another request")
+	}
+	defer s.sessions.release(context.WithoutCancel(r.Context()), id)
+	// Claimed after another request finished with it: that one's token.
+	if cur, err := s.sessions.get(r.Context(), id); err == nil && cur.Attested != nil {
+		s.setSessionCookie(w, id, cur.Attested.Timeout)
+		return writeJSON(w, protocol.AttestationResponse{Token: cur.Attested.Token})
+	}
 	tok, err := s.as.Evaluate(r.Context(), reqs, []string{"default"})
 	if err != nil {
 		return newError(KindAttestationError, err, "Attestation error: verifying evidence")

@@ -1,8 +1,12 @@
 package kbs
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -100,5 +104,93 @@ func TestWeakTeeKeyGetsNoToken(t *testing.T) {
 	g.rcar()
 	if g.token == "" {
 		t.Fatal("no token for a good key")
+	}
+}
+
+// TestOneTokenPerChallenge: 64 concurrent /attest on one challenge, each
+// with its own TEE key, yield one token: the others are refused while it
+// is appraised or get that same token afterwards. (Before the claim all 64
+// could succeed, with tokens for different keys from one nonce.) A failed
+// attempt does not burn the challenge: the client may try again.
+func TestOneTokenPerChallenge(t *testing.T) {
+	e := newEnv(t, testConfig, nil, nil)
+	// Several challenges: without the claim a round yields more than one
+	// token often but not always.
+	for round := range 24 {
+		oneTokenRound(t, e, round)
+	}
+	// No claim is left behind.
+	if keys, err := e.store.List(context.Background(), namespaceClaim); err != nil || len(keys) != 0 {
+		t.Fatalf("claims left: %v %v", keys, err)
+	}
+}
+
+func oneTokenRound(t *testing.T, e *env, round int) {
+	t.Helper()
+	g := e.guest(protocol.KeyEC256)
+	if code, b := g.auth("0.4.0", "sample"); code != 200 {
+		t.Fatalf("auth: %d %s", code, b)
+	}
+	// A failed attempt first (evidence bound to another nonce).
+	code, b := g.do("POST", "/kbs/v0/attest", g.attestationBody(g.nonce, "other-nonce"), nil)
+	wantError(t, code, b, 401, "AttestationError")
+
+	const n = 64
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		kp, err := protocol.GenerateKeyPair(protocol.KeyEC256, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gi := *g
+		gi.kp = kp
+		bodies[i] = gi.attestationBody(g.nonce, g.nonce)
+	}
+	type result struct {
+		code int
+		body []byte
+		err  error
+	}
+	results := make(chan result, n)
+	start := make(chan struct{})
+	for i := range n {
+		go func() {
+			<-start
+			req, _ := http.NewRequest("POST", g.base+"/kbs/v0/attest", bytes.NewReader(bodies[i]))
+			resp, err := g.hc.Do(req)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			results <- result{code: resp.StatusCode, body: b}
+		}()
+	}
+	close(start)
+	tokens := map[string]bool{}
+	refused := 0
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		switch r.code {
+		case 200:
+			var ar protocol.AttestationResponse
+			if err := json.Unmarshal(r.body, &ar); err != nil || ar.Token == "" {
+				t.Fatalf("200 without a token: %s", r.body)
+			}
+			tokens[ar.Token] = true
+		default:
+			info := wantError(t, r.code, r.body, 401, "AttestationError")
+			if !strings.Contains(info.Detail, "being attested by another request") {
+				t.Fatalf("refusal detail %q", info.Detail)
+			}
+			refused++
+		}
+	}
+	if len(tokens) != 1 {
+		t.Fatalf("round %d: %d distinct tokens for one challenge (%d refused)", round, len(tokens), refused)
 	}
 }

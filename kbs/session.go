@@ -145,8 +145,61 @@ func (s *sessions) attested(ctx context.Context, id, token string, timeout time.
 	return nil
 }
 
-// sweep deletes expired sessions once.
+// namespaceClaim holds the claims of challenges being appraised: key the
+// session id, value {"timeout": <the session's>}. A claim is taken with
+// insert-if-absent, which every store does atomically, so across replicas
+// one /attest per challenge is appraised at a time; it is removed when
+// that request ends (the session is Attested by then, or the attempt
+// failed and may be retried), and swept with the sessions if a crash left
+// it behind.
+const namespaceClaim = "kbs_protocol_claim"
+
+type claimRecord struct {
+	Timeout time.Time `json:"timeout"`
+}
+
+// claim takes the challenge of session id; false if another request holds
+// it.
+func (s *sessions) claim(ctx context.Context, id string, timeout time.Time) (bool, error) {
+	b, err := json.Marshal(claimRecord{Timeout: timeout})
+	if err != nil {
+		return false, err
+	}
+	ok, err := s.kv.Set(ctx, namespaceClaim, id, b, false)
+	if err != nil {
+		return false, fmt.Errorf("storing challenge claim: %w", err)
+	}
+	if ok {
+		return true, nil
+	}
+	// A claim a crashed request left past the session's life is stale.
+	if old, err := s.kv.Get(ctx, namespaceClaim, id); err == nil {
+		var c claimRecord
+		if json.Unmarshal(old, &c) != nil || !s.now().Before(c.Timeout) {
+			_ = s.kv.Delete(ctx, namespaceClaim, id)
+		}
+	}
+	return false, nil
+}
+
+// release drops the claim of session id.
+func (s *sessions) release(ctx context.Context, id string) {
+	if err := s.kv.Delete(ctx, namespaceClaim, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.log.Warn("dropping a challenge claim failed; the sweep removes it", "session", sessionTag(id), "error", err)
+	}
+}
+
+// sweep deletes expired sessions, and expired claims, once.
 func (s *sessions) sweep(ctx context.Context) (int, error) {
+	if claims, err := s.kv.List(ctx, namespaceClaim); err == nil {
+		for _, id := range claims {
+			b, err := s.kv.Get(ctx, namespaceClaim, id)
+			var c claimRecord
+			if err == nil && (json.Unmarshal(b, &c) != nil || !s.now().Before(c.Timeout)) {
+				_ = s.kv.Delete(ctx, namespaceClaim, id)
+			}
+		}
+	}
 	ids, err := s.kv.List(ctx, storage.NamespaceSession)
 	if err != nil {
 		return 0, err
