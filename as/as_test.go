@@ -1148,3 +1148,44 @@ type refusingWrites struct{ storage.Store }
 func (refusingWrites) Set(context.Context, string, string, []byte, bool) (bool, error) {
 	return false, errors.New("store refuses writes")
 }
+
+// TestStoredSignerShared: services started together on one store, without
+// a configured signer, sign with one key (one of them generates and stores
+// it, the others read it); a service on another store has its own.
+func TestStoredSignerShared(t *testing.T) {
+	st := memory.New()
+	const n = 8
+	jwks := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			s, err := New(context.Background(), Config{}, Options{Store: st})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			jwks[i] = s.signer.jwk
+		})
+	}
+	wg.Wait()
+	for i := range jwks {
+		if !bytes.Equal(jwks[i], jwks[0]) {
+			t.Fatalf("service %d signs with another key", i)
+		}
+	}
+	other, err := New(context.Background(), Config{}, Options{Store: memory.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(other.signer.jwk, jwks[0]) {
+		t.Fatal("a service on another store has the same key")
+	}
+	// An unusable stored key is a clear start-up error.
+	bad := memory.New()
+	if _, err := bad.Set(context.Background(), NamespaceSigner, storedSignerKey, []byte("not a key"), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(context.Background(), Config{}, Options{Store: bad}); err == nil || !strings.Contains(err.Error(), "delete it to have a new one generated") {
+		t.Fatalf("New with a broken stored key: %v", err)
+	}
+}

@@ -170,14 +170,19 @@ func New(ctx context.Context, cfg Config, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig, err := newSigner(settings.signer, rnd)
+	var sig *signer
+	if settings.signer == nil {
+		sig, err = storedSigner(ctx, opts.Store, rnd)
+	} else {
+		sig, err = newSigner(settings.signer, rnd)
+	}
 	if err != nil {
 		closeRVPS()
 		return nil, err
 	}
 	if sig.ephemeral {
-		log.Warn("NO TOKEN SIGNER CONFIGURED: attestation tokens are signed with an ephemeral key and carry no certificate; " +
-			"a KBS can only accept them with [attestation_token] insecure_header_jwk = true. " +
+		log.Warn("NO TOKEN SIGNER CONFIGURED: attestation tokens are signed with a key generated once and kept in the store (namespace " + NamespaceSigner +
+			"), with no certificate; only the KBS that runs this AS, or a KBS with [attestation_token] insecure_header_jwk = true, accepts them. " +
 			"Configure attestation_token_broker.signer (key_path, cert_path) in production.")
 	}
 	verifiers := opts.Verifiers

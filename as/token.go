@@ -16,6 +16,7 @@ package as
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
@@ -28,6 +29,7 @@ import (
 	"os"
 
 	"github.com/go-trustee/go-trustee/internal/limits"
+	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/token/jwt"
 )
 
@@ -211,6 +213,53 @@ type signer struct {
 	jws       *jwt.Signer
 	ephemeral bool
 	jwk       []byte // public JWK JSON, upstream member order
+}
+
+// The token signing key of an AS without a configured signer: generated
+// once and kept in the AS store, so that a restarted AS (and KBS), and
+// every replica sharing the store, sign with the same key and accept each
+// other's tokens. Upstream generates a new key at every start, which
+// invalidates every token a guest holds on each restart.
+const (
+	NamespaceSigner = "attestation_service_signer"
+	storedSignerKey = "token-signer-p256.pem"
+)
+
+// storedSigner returns the signer of the key kept in st, generating and
+// storing it (insert-if-absent: when replicas start together, one key
+// wins and all use it) when there is none.
+func storedSigner(ctx context.Context, st storage.Store, rand io.Reader) (*signer, error) {
+	for range 3 {
+		b, err := st.Get(ctx, NamespaceSigner, storedSignerKey)
+		if err == nil {
+			key, err := ParseSigningKey(b)
+			if err != nil {
+				return nil, fmt.Errorf("the token signing key kept in the store (%s/%s) is unusable (delete it to have a new one generated): %w",
+					NamespaceSigner, storedSignerKey, err)
+			}
+			return finishSigner(key, nil, "", true, rand)
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("reading the token signing key from the store: %w", err)
+		}
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand)
+		if err != nil {
+			return nil, fmt.Errorf("generating the token signing key: %w", err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		created, err := st.Set(ctx, NamespaceSigner, storedSignerKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), false)
+		if err != nil {
+			return nil, fmt.Errorf("storing the token signing key: %w", err)
+		}
+		if created {
+			return finishSigner(key, nil, "", true, rand)
+		}
+		// Another replica stored one first: read and use it.
+	}
+	return nil, errors.New("storing the token signing key: the stored key keeps changing")
 }
 
 // newSigner loads the configured key (and chain) or, for a nil config,

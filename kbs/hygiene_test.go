@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-trustee/go-trustee/protocol"
 	"github.com/go-trustee/go-trustee/storage/localfs"
+	"github.com/go-trustee/go-trustee/storage/memory"
 )
 
 // TestResourceNameTooLongForStore: on LocalFs a resource path whose file
@@ -192,5 +193,36 @@ func oneTokenRound(t *testing.T, e *env, round int) {
 	}
 	if len(tokens) != 1 {
 		t.Fatalf("round %d: %d distinct tokens for one challenge (%d refused)", round, len(tokens), refused)
+	}
+}
+
+// TestTokensSurviveRestartAndReplicas: without a configured signer the
+// built-in AS's key is kept in the store, so a token issued before a
+// restart, or by another replica on the same store, is accepted without
+// insecure_header_jwk (the guest would otherwise hold a refused token until
+// it expires).
+func TestTokensSurviveRestartAndReplicas(t *testing.T) {
+	store := memory.New()
+	a := newEnv(t, testConfig, store, nil)
+	a.provision("default/test/secret", "kept", allowAllPolicy)
+	g := a.guest(protocol.KeyEC256)
+	g.rcar()
+	read := func(e *env) (int, []byte) {
+		h := e.guest(protocol.KeyEC256)
+		h.kp, h.token = g.kp, g.token
+		return h.do("GET", "/kbs/v0/resource/default/test/secret", nil, map[string]string{"Authorization": "Bearer " + g.token})
+	}
+	b := newEnv(t, testConfig, store, nil) // another replica, or A restarted
+	for name, e := range map[string]*env{"same": a, "other": b} {
+		code, body := read(e)
+		if code != 200 || string(g.decrypt(body)) != "kept" {
+			t.Fatalf("%s replica: %d %s", name, code, body)
+		}
+	}
+	// A store of its own: a different key, the token refused.
+	c := newEnv(t, testConfig, memory.New(), nil)
+	c.provision("default/test/secret", "kept", allowAllPolicy)
+	if code, _ := read(c); code == 200 {
+		t.Fatal("a KBS with another store accepted the token")
 	}
 }
