@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -50,7 +51,10 @@ func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    limits.MaxHeaderBytes,
 		TLSConfig:         tlsCfg,
-		ErrorLog:          nil,
+		// net/http's own errors (accept failures such as "too many open
+		// files", TLS handshake errors) as records of the KBS's logger,
+		// JSON like every other line, not plain text on stderr.
+		ErrorLog: slog.NewLogLogger(s.log.With("component", "http-server").Handler(), slog.LevelWarn),
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	for _, l := range ls {

@@ -8,9 +8,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -20,6 +22,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-trustee/go-trustee/internal/testwait"
 )
 
 // writeTestCert writes a self-signed P-256 certificate for 127.0.0.1.
@@ -454,4 +458,45 @@ func TestServeLogsUnusedHTTPSettings(t *testing.T) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
 	}
+}
+
+// TestServeLogsHTTPErrorsAsRecords: net/http's own error lines (here a TLS
+// handshake with a client that speaks no TLS) are records of the KBS's
+// JSON logger, not plain text on stderr.
+func TestServeLogsHTTPErrorsAsRecords(t *testing.T) {
+	certPath, keyPath, _ := writeTestCert(t)
+	cfg, _, err := ParseConfig([]byte(fmt.Sprintf("[http_server]\nsockets = [\"127.0.0.1:0\"]\nprivate_key = %q\ncertificate = %q\n[admin]\nauthorization_mode = \"DenyAll\"\n",
+		keyPath, certPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, testConfig, nil, nil)
+	e.srv.cfg = cfg
+	if e.srv.tls, err = serverTLS(cfg.HTTPServer); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := e.srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Serve(ctx, ls) }()
+	defer func() { cancel(); <-done }()
+	conn, err := net.Dial("tcp", ls[0].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	io.Copy(io.Discard, conn)
+	conn.Close()
+	testwait.Until(t, "the handshake error logged", func() bool {
+		for _, line := range strings.Split(e.logs.String(), "\n") {
+			if strings.Contains(line, "TLS handshake error") {
+				var rec map[string]any
+				return json.Unmarshal([]byte(line), &rec) == nil && rec["component"] == "http-server" && rec["level"] == "WARN"
+			}
+		}
+		return false
+	})
 }
