@@ -81,6 +81,9 @@ type HTTPServerConfig struct {
 	TLSMaxVersion      string   `toml:"tls_max_version" json:"tls_max_version"`
 	TLSCiphers         string   `toml:"tls_ciphers" json:"tls_ciphers"`
 	TLSGroups          string   `toml:"tls_groups" json:"tls_groups"`
+	// MaxConnections caps the open client connections of all sockets
+	// (ours; 0 or unset: three quarters of the descriptor limit).
+	MaxConnections int `toml:"max_connections" json:"max_connections"`
 }
 
 // Attestation service types.

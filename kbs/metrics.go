@@ -15,6 +15,8 @@ type metrics struct {
 	httpRequestSize   *prometheus.HistogramVec
 	httpResponseSize  *prometheus.HistogramVec
 	activeConnections prometheus.Gauge
+	// connectionsRefused counts connections closed at the cap (ours).
+	connectionsRefused prometheus.Counter
 
 	resourceReads   *prometheus.CounterVec
 	resourceWrites  *prometheus.CounterVec
@@ -49,6 +51,7 @@ func newMetrics(version string) *metrics {
 	m.httpRequestSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kbs_http_request_size_bytes", Help: "HTTP request size.", Buckets: sizeBuckets}, []string{"endpoint", "method"})
 	m.httpResponseSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kbs_http_response_size_bytes", Help: "HTTP response size.", Buckets: sizeBuckets}, []string{"endpoint", "method"})
 	m.activeConnections = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kbs_http_active_connections", Help: "Open HTTP connections."})
+	m.connectionsRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "kbs_http_connections_refused_total", Help: "Connections closed at once because http_server.max_connections was reached."})
 	m.resourceReads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kbs_resource_reads_total", Help: "Resource reads."}, []string{"resource_path"})
 	m.resourceWrites = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kbs_resource_writes_total", Help: "Resource writes."}, []string{"resource_path"})
 	m.resourceDeletes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kbs_resource_deletes_total", Help: "Resource deletes."}, []string{"resource_path"})
@@ -63,7 +66,7 @@ func newMetrics(version string) *metrics {
 	m.authRequests = prometheus.NewCounter(prometheus.CounterOpts{Name: "kbs_auth_requests_total", Help: "Auth requests."})
 	m.authSuccesses = prometheus.NewCounter(prometheus.CounterOpts{Name: "kbs_auth_successes_total", Help: "Successful auth requests."})
 	m.authErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "kbs_auth_errors_total", Help: "Failed auth requests."})
-	for _, c := range []prometheus.Collector{m.httpRequests, m.httpDuration, m.httpRequestSize, m.httpResponseSize, m.activeConnections,
+	for _, c := range []prometheus.Collector{m.httpRequests, m.httpDuration, m.httpRequestSize, m.httpResponseSize, m.activeConnections, m.connectionsRefused,
 		m.resourceReads, m.resourceWrites, m.resourceDeletes, m.policyEvaluations, m.policyApprovals, m.policyViolations, m.policyErrors,
 		m.attestationRequests, m.attestationSuccesses, m.attestationFailures, m.attestationErrors, m.authRequests, m.authSuccesses, m.authErrors} {
 		f(c)

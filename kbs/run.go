@@ -56,13 +56,18 @@ func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
 		// JSON like every other line, not plain text on stderr.
 		ErrorLog: slog.NewLogLogger(s.log.With("component", "http-server").Handler(), slog.LevelWarn),
 	}
+	maxConns := s.cfg.HTTPServer.MaxConnections
+	if maxConns <= 0 {
+		maxConns = defaultMaxConnections()
+	}
+	limiter := newConnLimiter(maxConns, s.metrics.connectionsRefused, s.log)
 	g, ctx := errgroup.WithContext(ctx)
 	for _, l := range ls {
-		l := l
+		l := limiter.wrap(l)
 		if tlsCfg != nil {
 			l = tls.NewListener(l, tlsCfg)
 		}
-		s.log.Info("serving", "address", l.Addr().String(), "tls", tlsCfg != nil)
+		s.log.Info("serving", "address", l.Addr().String(), "tls", tlsCfg != nil, "max_connections", maxConns)
 		g.Go(func() error {
 			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return err

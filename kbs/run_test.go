@@ -500,3 +500,62 @@ func TestServeLogsHTTPErrorsAsRecords(t *testing.T) {
 		return false
 	})
 }
+
+// TestServeConnectionCap: with max_connections = 3, three idle
+// connections fill the cap; a fourth is closed at once (not left waiting),
+// counted and logged; once one idle connection goes, /healthz is served.
+func TestServeConnectionCap(t *testing.T) {
+	cfg, _, err := ParseConfig([]byte("[http_server]\nsockets = [\"127.0.0.1:0\"]\ninsecure_http = true\nmax_connections = 3\n[admin]\nauthorization_mode = \"DenyAll\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, testConfig, nil, nil)
+	e.srv.cfg = cfg
+	e.srv.tls = nil
+	ls, err := e.srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Serve(ctx, ls) }()
+	defer func() { cancel(); <-done }()
+	addr := ls[0].Addr().String()
+	healthz := func() error {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	var idle []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	// The fourth: the server closes it without a byte.
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := extra.Read(make([]byte, 1))
+	extra.Close()
+	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a connection over the cap: read %d, %v (want it closed at once)", n, err)
+	}
+	testwait.Until(t, "the refusal logged", func() bool {
+		return strings.Contains(e.logs.String(), "connection cap reached") && strings.Contains(e.logs.String(), `"max_connections":3`)
+	})
+	idle[0].Close()
+	testwait.Until(t, "/healthz served after a connection closed", func() bool { return healthz() == nil })
+}
