@@ -5,12 +5,16 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-trustee/go-trustee/protocol"
+	"github.com/go-trustee/go-trustee/storage"
 	"github.com/go-trustee/go-trustee/storage/localfs"
 	"github.com/go-trustee/go-trustee/storage/memory"
 )
@@ -224,5 +228,50 @@ func TestTokensSurviveRestartAndReplicas(t *testing.T) {
 	c.provision("default/test/secret", "kept", allowAllPolicy)
 	if code, _ := read(c); code == 200 {
 		t.Fatal("a KBS with another store accepted the token")
+	}
+}
+
+// leakyStore is a store whose session reads fail with an error quoting
+// the key, as a LocalFs path or a Redis key would.
+type leakyStore struct {
+	storage.Store
+	fail atomic.Bool
+}
+
+func (s *leakyStore) Get(ctx context.Context, ns, key string) ([]byte, error) {
+	if s.fail.Load() && ns == storage.NamespaceSession {
+		return nil, fmt.Errorf("open /var/lib/kbs/%s/%s: input/output error", ns, key)
+	}
+	return s.Store.Get(ctx, ns, key)
+}
+
+// TestSessionIDNeverInErrorsOrLogs: a session id is the cookie's bearer
+// credential; a failing session store that quotes it reaches neither the
+// client's error detail nor the log, which carry the session's tag.
+func TestSessionIDNeverInErrorsOrLogs(t *testing.T) {
+	st := &leakyStore{Store: memory.New()}
+	e := newEnv(t, testConfig, st, nil)
+	g := e.guest(protocol.KeyEC256)
+	if code, b := g.auth("0.4.0", "sample"); code != 200 {
+		t.Fatalf("auth: %d %s", code, b)
+	}
+	u, _ := url.Parse(g.base + "/kbs/v0/attest")
+	var id string
+	for _, c := range g.hc.Jar.Cookies(u) {
+		if c.Name == protocol.CookieName {
+			id = c.Value
+		}
+	}
+	if len(id) != 32 {
+		t.Fatalf("session cookie %q", id)
+	}
+	st.fail.Store(true)
+	code, body := g.do("POST", "/kbs/v0/attest", g.attestationBody(g.nonce, g.nonce), nil)
+	info := wantError(t, code, body, 500, "InternalError")
+	if strings.Contains(string(body), id) || !strings.Contains(info.Detail, "<session "+sessionTag(id)+">") {
+		t.Fatalf("detail %q", info.Detail)
+	}
+	if logs := e.logs.String(); strings.Contains(logs, id) || !strings.Contains(logs, sessionTag(id)) {
+		t.Fatalf("the session id is in the logs, or its tag is not:\n%s", logs)
 	}
 }

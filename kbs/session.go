@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/go-trustee/go-trustee/protocol"
@@ -25,6 +26,26 @@ import (
 // sessions are deleted when read and by a periodic sweep.
 
 var errSessionNotFound = errors.New("session not found or expired")
+
+// scrub returns err with every occurrence of the session id replaced by
+// its tag: a store's error may quote the key (a LocalFs path, a Redis key),
+// and a session id is the bearer credential of its cookie while the
+// session lives, so it must reach neither a log nor an error detail.
+// errors.Is and errors.As still see err.
+func scrub(err error, id string) error {
+	if err == nil || id == "" || !strings.Contains(err.Error(), id) {
+		return err
+	}
+	return &scrubbed{err: err, msg: strings.ReplaceAll(err.Error(), id, "<session "+sessionTag(id)+">")}
+}
+
+type scrubbed struct {
+	err error
+	msg string
+}
+
+func (e *scrubbed) Error() string { return e.msg }
+func (e *scrubbed) Unwrap() error { return e.err }
 
 type authedSession struct {
 	Request   protocol.Request   `json:"request"`
@@ -101,7 +122,7 @@ func (s *sessions) create(ctx context.Context, req protocol.Request, ch protocol
 		}
 		ok, err := s.kv.Set(ctx, storage.NamespaceSession, id, b, false)
 		if err != nil {
-			return nil, fmt.Errorf("storing session: %w", err)
+			return nil, fmt.Errorf("storing session: %w", scrub(err, id))
 		}
 		if ok {
 			return a, nil
@@ -119,11 +140,11 @@ func (s *sessions) get(ctx context.Context, id string) (*sessionRecord, error) {
 		return nil, errSessionNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading session: %w", err)
+		return nil, fmt.Errorf("reading session: %w", scrub(err, id))
 	}
 	var r sessionRecord
 	if err := json.Unmarshal(b, &r); err != nil || (r.Authed == nil) == (r.Attested == nil) {
-		s.log.Warn("dropping undecodable session record", "session", id)
+		s.log.Warn("dropping undecodable session record", "session", sessionTag(id))
 		_ = s.kv.Delete(ctx, storage.NamespaceSession, id)
 		return nil, errSessionNotFound
 	}
@@ -140,7 +161,7 @@ func (s *sessions) attested(ctx context.Context, id, token string, timeout time.
 		return err
 	}
 	if _, err := s.kv.Set(ctx, storage.NamespaceSession, id, b, true); err != nil {
-		return fmt.Errorf("storing session: %w", err)
+		return fmt.Errorf("storing session: %w", scrub(err, id))
 	}
 	return nil
 }
@@ -167,7 +188,7 @@ func (s *sessions) claim(ctx context.Context, id string, timeout time.Time) (boo
 	}
 	ok, err := s.kv.Set(ctx, namespaceClaim, id, b, false)
 	if err != nil {
-		return false, fmt.Errorf("storing challenge claim: %w", err)
+		return false, fmt.Errorf("storing challenge claim: %w", scrub(err, id))
 	}
 	if ok {
 		return true, nil
@@ -185,7 +206,7 @@ func (s *sessions) claim(ctx context.Context, id string, timeout time.Time) (boo
 // release drops the claim of session id.
 func (s *sessions) release(ctx context.Context, id string) {
 	if err := s.kv.Delete(ctx, namespaceClaim, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		s.log.Warn("dropping a challenge claim failed; the sweep removes it", "session", sessionTag(id), "error", err)
+		s.log.Warn("dropping a challenge claim failed; the sweep removes it", "session", sessionTag(id), "error", scrub(err, id))
 	}
 }
 
